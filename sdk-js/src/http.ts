@@ -1,0 +1,118 @@
+/**
+ * The HTTP transport: one place that adds the bearer credential, serialises bodies, maps every
+ * failure to a {@link HearthError} and retries once after refreshing on a 401.
+ *
+ * @module
+ * @internal
+ */
+
+import { errorFromResponse, HearthError, networkError } from './errors.js';
+import { stringifyJson } from './values.js';
+
+/** Who the SDK is speaking as, asked before each request. @internal */
+export interface CredentialSource {
+  /** The bearer token to send (refreshed first if close to expiry), or null when signed out. */
+  bearer(): Promise<{ token: string; kind: 'user' | 'service' } | null>;
+  /**
+   * Called after a 401 to a request sent with the user token `usedToken`; resolves true when a
+   * fresh token is now available and the request is worth retrying once.
+   */
+  recoverFromUnauthorized(usedToken: string): Promise<boolean>;
+}
+
+/** Options of one request. @internal */
+export interface RequestOptions {
+  /** JSON body: any wire tree (serialised with `stringifyJson`). */
+  body?: unknown;
+  headers?: Record<string, string>;
+  /** Send the bearer credential (default true). Auth routes that create sessions pass false. */
+  authenticate?: boolean;
+  /** Query-string parameters; undefined values are skipped. */
+  query?: Record<string, string | number | undefined>;
+}
+
+/** A successful response: status, headers and the parsed JSON body (undefined when empty). @internal */
+export interface HttpResponse {
+  status: number;
+  headers: Headers;
+  body: any;
+}
+
+/** @internal */
+export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
+
+/** @internal */
+export class Transport {
+  /** Set by the client once the auth module exists (it depends on this transport). */
+  credentials: CredentialSource | null = null;
+
+  constructor(
+    readonly baseUrl: string,
+    private readonly fetchImpl: FetchLike,
+  ) {}
+
+  async request(method: string, path: string, options: RequestOptions = {}): Promise<HttpResponse> {
+    const authenticate = options.authenticate ?? true;
+    let bearer = authenticate && this.credentials ? await this.credentials.bearer() : null;
+    let response = await this.send(method, path, options, bearer?.token);
+    if (response.status === 401 && bearer?.kind === 'user' && this.credentials) {
+      // The token may have been revoked or expired early (clock skew): refresh once, then retry.
+      const recovered = await this.credentials.recoverFromUnauthorized(bearer.token);
+      if (recovered) {
+        bearer = await this.credentials.bearer();
+        response = await this.send(method, path, options, bearer?.token);
+      }
+    }
+    const text = await readText(response);
+    if (!response.ok) throw errorFromResponse(response.status, text);
+    let body: unknown;
+    if (text) {
+      try {
+        body = JSON.parse(text);
+      } catch (cause) {
+        throw new HearthError('internal', `the server sent a response that is not JSON (HTTP ${response.status})`, {
+          status: response.status,
+          cause,
+        });
+      }
+    }
+    return { status: response.status, headers: response.headers, body };
+  }
+
+  private async send(method: string, path: string, options: RequestOptions, token: string | undefined): Promise<Response> {
+    const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
+    if (token) headers.authorization = `Bearer ${token}`;
+    let body: string | undefined;
+    if (options.body !== undefined) {
+      body = stringifyJson(options.body);
+      headers['content-type'] = 'application/json';
+    }
+    let url = this.baseUrl + path;
+    if (options.query) {
+      const params = new URLSearchParams();
+      for (const [key, value] of Object.entries(options.query)) {
+        if (value !== undefined) params.set(key, String(value));
+      }
+      const search = params.toString();
+      if (search) url += `?${search}`;
+    }
+    try {
+      return await this.fetchImpl(url, { method, headers, body });
+    } catch (cause) {
+      throw networkError(cause);
+    }
+  }
+}
+
+async function readText(response: Response): Promise<string> {
+  try {
+    return await response.text();
+  } catch (cause) {
+    throw networkError(cause);
+  }
+}
+
+/** Encodes a slash-separated resource path segment by segment for use in a URL. @internal */
+export function encodePath(path: string): string {
+  return path.split('/').map(encodeURIComponent).join('/');
+}
