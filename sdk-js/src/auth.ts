@@ -8,7 +8,7 @@
  */
 
 import { HearthError } from './errors.js';
-import type { CredentialSource, Transport } from './http.js';
+import type { Transport } from './http.js';
 import type { SessionStore } from './session.js';
 
 /** The signed-in user, as the server describes it. */
@@ -80,7 +80,7 @@ export interface AuthOptions {
  * `hearth.auth`. Reached through {@link HearthClient.auth}; construct clients with
  * `createClient`, not this class.
  */
-export class Auth implements CredentialSource {
+export class Auth {
   private session: Session | null = null;
   private readonly loaded: Promise<void>;
   private refreshing: Promise<Session> | null = null;

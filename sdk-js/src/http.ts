@@ -38,7 +38,7 @@ export interface HttpResponse {
   body: any;
 }
 
-/** @internal */
+/** The `fetch` signature the SDK needs (the global `fetch` fits). */
 export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
 
 /** @internal */

@@ -11,6 +11,7 @@
  */
 
 export { createClient, HearthClient, type ClientOptions } from './client.js';
+export { type FetchLike } from './http.js';
 export { Auth, type AuthResult, type AuthStateListener, type User, type UserUpdate } from './auth.js';
 export { memoryStore, localStore, type SessionStore, type SessionOption } from './session.js';
 export { HearthError, type HearthErrorCode, type HearthErrorOptions } from './errors.js';
@@ -29,6 +30,7 @@ export {
   base64Encode,
   base64Decode,
   type FieldValueKind,
+  type WireValue,
 } from './values.js';
 export { fieldPath, parseFieldPath, quoteSegment } from './fieldpath.js';
 export { DocumentReference, CollectionReference, type SetOptions, type WriteOptions } from './references.js';

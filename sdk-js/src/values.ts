@@ -116,9 +116,9 @@ export function isReferenceLike(value: unknown): value is ReferenceLike {
 export type ReferenceFactory = (path: string) => unknown;
 
 /**
- * The JSON tree produced by {@link encodeValue}. It is plain JSON except for {@link Double} (and
- * `bigint`), which {@link stringifyJson} prints with the exact number form the server needs.
- * @internal
+ * A value in Hearth's JSON wire form (what a query body or batch carries). It is plain JSON
+ * except for {@link Double} and `bigint`, which the SDK prints with the exact number form the
+ * server needs.
  */
 export type WireValue =
   | null
