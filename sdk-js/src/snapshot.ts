@@ -59,7 +59,7 @@ export class DocumentSnapshot<T extends DocumentData = DocumentData> {
     return this.ref.path;
   }
 
-  /** The document's data (a fresh copy each call is not made: treat it as read-only), or undefined. */
+  /** The document's data, or undefined when it does not exist. The same object is returned each call: treat it as read-only. */
   data(): T | undefined {
     return this.decoded;
   }
