@@ -1,0 +1,48 @@
+//! `/v1/admin/*` routes of the documents layer (service key only): composite indexes.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value as Json};
+
+use super::body::read_json;
+use super::caller::Caller;
+use super::AppState;
+use crate::docs::parse_index_fields;
+use crate::error::{ApiError, ErrorCode};
+
+pub async fn create_index(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    Caller::require_service(&request, &state.service_key)?;
+    let body = read_json(payload, state.limits.max_body_bytes).await?;
+    let collection = body
+        .get("collection")
+        .and_then(Json::as_str)
+        .ok_or_else(|| ApiError::invalid("\"collection\" (a collection ID) is required"))?
+        .to_string();
+    let fields = parse_index_fields(body.get("fields").unwrap_or(&Json::Null))?;
+    let index = state.docs.create_index(collection, fields).await?;
+    Ok(HttpResponse::Created().json(index))
+}
+
+pub async fn list_indexes(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    Caller::require_service(&request, &state.service_key)?;
+    Ok(HttpResponse::Ok().json(json!({ "indexes": state.docs.list_indexes() })))
+}
+
+pub async fn drop_index(
+    request: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    Caller::require_service(&request, &state.service_key)?;
+    let id: u32 = id
+        .parse()
+        .map_err(|_| ApiError::new(ErrorCode::NotFound, format!("no index with id '{id}'")))?;
+    state.docs.drop_index(id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

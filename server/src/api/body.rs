@@ -1,0 +1,31 @@
+//! Request bodies: size-limited reads and JSON decoding with clear errors.
+
+use actix_web::web;
+use serde_json::Value as Json;
+
+use crate::error::{ApiError, ErrorCode};
+
+/// Reads the whole body, refusing more than `limit` bytes with 413 before buffering it all.
+pub async fn read_json(payload: web::Payload, limit: usize) -> Result<Json, ApiError> {
+    let bytes = match payload.to_bytes_limited(limit).await {
+        Err(_) => {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("request body is larger than {limit} bytes"),
+            ))
+        }
+        Ok(Err(err)) => {
+            return Err(ApiError::invalid(format!(
+                "could not read the request body: {err}"
+            )))
+        }
+        Ok(Ok(bytes)) => bytes,
+    };
+    if bytes.is_empty() {
+        return Err(ApiError::invalid(
+            "request body is empty: a JSON object is expected",
+        ));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|err| ApiError::invalid(format!("request body is not valid JSON: {err}")))
+}

@@ -1,0 +1,100 @@
+//! Who is calling: the service key (admin, bypasses rules) or a client.
+
+use actix_web::http::header;
+use actix_web::HttpRequest;
+
+use crate::error::{ApiError, ErrorCode};
+
+/// The service key, compared in constant time and never logged.
+#[derive(Clone)]
+pub struct ServiceKey(String);
+
+impl ServiceKey {
+    pub fn new(key: String) -> ServiceKey {
+        ServiceKey(key)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    fn matches(&self, candidate: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), candidate.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl std::fmt::Debug for ServiceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServiceKey(****)")
+    }
+}
+
+/// The identity behind a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// Holds the service key: bypasses security rules (the admin SDK's identity).
+    Service,
+    /// No credentials.
+    Anonymous,
+}
+
+impl Caller {
+    pub fn from_request(
+        request: &HttpRequest,
+        service_key: &ServiceKey,
+    ) -> Result<Caller, ApiError> {
+        let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+            return Ok(Caller::Anonymous);
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "Authorization must be 'Bearer <token>'",
+                )
+            })?;
+        if service_key.matches(token) {
+            Ok(Caller::Service)
+        } else {
+            Err(ApiError::new(
+                ErrorCode::Unauthenticated,
+                "the bearer token is not valid",
+            ))
+        }
+    }
+
+    /// Until security rules exist, only the service key may touch documents.
+    pub fn require_document_access(
+        request: &HttpRequest,
+        service_key: &ServiceKey,
+    ) -> Result<Caller, ApiError> {
+        match Caller::from_request(request, service_key)? {
+            Caller::Service => Ok(Caller::Service),
+            Caller::Anonymous => Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                "no security rules are loaded, so client access is denied; use the service key",
+            )),
+        }
+    }
+
+    pub fn require_service(
+        request: &HttpRequest,
+        service_key: &ServiceKey,
+    ) -> Result<(), ApiError> {
+        match Caller::from_request(request, service_key)? {
+            Caller::Service => Ok(()),
+            Caller::Anonymous => Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                "this route needs the service key",
+            )),
+        }
+    }
+}

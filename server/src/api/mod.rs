@@ -1,0 +1,122 @@
+//! The HTTP API: routes, request decoding and response encoding. Every handler turns a request
+//! into a call on a lower layer and maps its typed error through `crate::error::ApiError`.
+
+mod admin;
+mod body;
+mod caller;
+mod docs;
+mod ops;
+mod query;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::web;
+use futures_util::FutureExt as _;
+
+pub use caller::{Caller, ServiceKey};
+
+use crate::docs::Docs;
+use crate::error::{ApiError, ErrorCode};
+use crate::metrics::Metrics;
+use crate::store::SharedStore;
+
+/// Limits of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Writes in one batch at most.
+    pub max_batch_writes: usize,
+}
+
+/// What every handler may use.
+pub struct AppState {
+    pub docs: Arc<Docs>,
+    pub store: SharedStore,
+    pub metrics: Arc<Metrics>,
+    pub service_key: ServiceKey,
+    pub limits: HttpLimits,
+    /// False once shutdown begins, so load balancers stop sending traffic.
+    pub ready: AtomicBool,
+}
+
+/// Registers every route on an actix `App`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(ops::healthz))
+        .route("/readyz", web::get().to(ops::readyz))
+        .route("/metrics", web::get().to(ops::metrics))
+        .route("/v1/openapi.json", web::get().to(ops::openapi))
+        .route("/v1/query", web::post().to(query::run_query))
+        .route("/v1/query/explain", web::post().to(query::explain_query))
+        .route("/v1/batch", web::post().to(query::batch))
+        .route("/v1/admin/indexes", web::get().to(admin::list_indexes))
+        .route("/v1/admin/indexes", web::post().to(admin::create_index))
+        .route(
+            "/v1/admin/indexes/{id}",
+            web::delete().to(admin::drop_index),
+        )
+        .service(
+            web::resource("/v1/docs/{path:.*}")
+                .route(web::get().to(docs::get))
+                .route(web::put().to(docs::put))
+                .route(web::patch().to(docs::patch))
+                .route(web::delete().to(docs::delete))
+                .route(web::post().to(docs::post)),
+        );
+}
+
+/// Answers every request no route matched.
+pub async fn no_route(
+    request: actix_web::HttpRequest,
+) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::new(
+        ErrorCode::NotFound,
+        format!("no route for {} {}", request.method(), request.path()),
+    ))
+}
+
+/// Records every request's route, status and latency into the metrics.
+pub fn record_metrics<S, B>(
+    metrics: Arc<Metrics>,
+) -> impl Fn(
+    actix_web::dev::ServiceRequest,
+    &S,
+) -> futures_util::future::LocalBoxFuture<
+    'static,
+    Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>,
+> + Clone
+where
+    S: actix_web::dev::Service<
+        actix_web::dev::ServiceRequest,
+        Response = actix_web::dev::ServiceResponse<B>,
+        Error = actix_web::Error,
+    >,
+    S::Future: 'static,
+    B: 'static,
+{
+    move |request, service| {
+        let started = Instant::now();
+        let metrics = metrics.clone();
+        let method = request.method().to_string();
+        service
+            .call(request)
+            .map(move |result| {
+                if let Ok(response) = &result {
+                    let route = response
+                        .request()
+                        .match_pattern()
+                        .unwrap_or_else(|| "unmatched".to_string());
+                    metrics.record_request(
+                        &method,
+                        &route,
+                        response.status().as_u16(),
+                        started.elapsed(),
+                    );
+                }
+                result
+            })
+            .boxed_local()
+    }
+}

@@ -1,0 +1,56 @@
+//! The `hearth` command line: `serve` and the tools around it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Overrides;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hearth",
+    version,
+    about = "A self-hosted, Firebase-style backend server"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free port).
+    #[arg(long, env = "HEARTH_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory (default ./hearth_data).
+    #[arg(long, env = "HEARTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Security rules file, loaded at start and on change.
+    #[arg(long, env = "HEARTH_RULES")]
+    pub rules: Option<PathBuf>,
+    /// Migrations folder, applied at start.
+    #[arg(long, env = "HEARTH_MIGRATIONS")]
+    pub migrations: Option<PathBuf>,
+    /// Config file (default ./hearth.toml when present).
+    #[arg(long, env = "HEARTH_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen,
+            data_dir: self.data_dir.clone(),
+            rules: self.rules.clone(),
+            migrations: self.migrations.clone(),
+            config: self.config.clone(),
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Errors of the documents layer: what a document operation can refuse or fail with.
+
+use crate::model::document::CorruptDocument;
+use crate::model::ModelError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DocsError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// Too many concurrent commits changed the same documents; the client may retry.
+    #[error("{0}")]
+    Aborted(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Corrupt(#[from] CorruptDocument),
+    /// A blocking task died (a bug); reported as an internal error.
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+impl From<ModelError> for DocsError {
+    fn from(err: ModelError) -> Self {
+        DocsError::InvalidArgument(err.message)
+    }
+}
+
+pub fn invalid(message: impl Into<String>) -> DocsError {
+    DocsError::InvalidArgument(message.into())
+}

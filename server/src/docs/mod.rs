@@ -1,0 +1,623 @@
+//! Documents: reads, atomic writes with preconditions and transforms, queries and indexes,
+//! on top of the `Store`. No HTTP here; the API layer turns requests into these calls.
+
+pub mod error;
+pub mod execute;
+pub mod index;
+pub mod planner;
+pub mod query;
+pub mod write;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value as Json};
+
+pub use error::DocsError;
+use execute::QueryAnswer;
+use index::{
+    entries_for, CatalogData, CatalogSnapshot, CompositeIndex, Direction, IndexCatalog, IndexState,
+    CATALOG_KEY,
+};
+use query::Query;
+use write::{apply_write, Write, WriteEffect};
+
+use crate::metrics::Metrics;
+use crate::model::document::StoredHeader;
+use crate::model::keys::document_key;
+use crate::model::{DocPath, Document, FieldPath, Timestamp};
+use crate::store::{commit, CommitError, Expect, ReadView, SharedStore, Space, WriteSet};
+
+/// Commits retried this often when concurrent commits keep changing their documents.
+const MAX_COMMIT_ATTEMPTS: u32 = 20;
+/// Documents backfilled per commit while an index builds.
+const BACKFILL_BATCH: usize = 256;
+
+/// The outcome of one write within a commit.
+#[derive(Debug, Clone)]
+pub struct WriteResult {
+    pub path: DocPath,
+    pub effect: WriteEffect,
+    /// The document after the write (with the commit's version), if it exists.
+    pub document: Option<Document>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CommitOutcome {
+    pub version: u64,
+    pub results: Vec<WriteResult>,
+}
+
+/// A document read without decoding its data: the bytes are sent to the client as they are.
+pub struct RawDocument {
+    pub header: StoredHeader,
+    pub bytes: Vec<u8>,
+}
+
+impl RawDocument {
+    pub fn data_json(&self) -> &[u8] {
+        StoredHeader::data_bytes(&self.bytes)
+    }
+}
+
+/// Settings of the documents layer.
+#[derive(Debug, Clone)]
+pub struct DocsLimits {
+    /// Page size of queries that give no limit.
+    pub default_page_size: usize,
+    /// Largest `limit` a query may ask for.
+    pub max_page_size: usize,
+}
+
+pub struct Docs {
+    store: SharedStore,
+    catalog: IndexCatalog,
+    limits: DocsLimits,
+    metrics: Arc<Metrics>,
+}
+
+impl Docs {
+    /// Loads the index catalog and resumes building any index left half-built.
+    pub async fn open(
+        store: SharedStore,
+        limits: DocsLimits,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Docs>, DocsError> {
+        let docs = Arc::new(Docs {
+            store,
+            catalog: IndexCatalog::default(),
+            limits,
+            metrics,
+        });
+        let snapshot = docs.blocking(|docs| docs.load_catalog()).await?;
+        let building: Vec<u32> = snapshot
+            .data
+            .indexes
+            .iter()
+            .filter(|ix| ix.state == IndexState::Building)
+            .map(|ix| ix.id)
+            .collect();
+        docs.catalog.replace(snapshot);
+        for id in building {
+            docs.clone().spawn_backfill(id);
+        }
+        Ok(docs)
+    }
+
+    pub fn limits(&self) -> &DocsLimits {
+        &self.limits
+    }
+
+    /// Runs storage work on the blocking pool so the executor never waits on disk.
+    async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Docs) -> Result<T, DocsError> + Send + 'static,
+    ) -> Result<T, DocsError> {
+        let docs = self.clone();
+        tokio::task::spawn_blocking(move || work(&docs))
+            .await
+            .map_err(|err| DocsError::Task(err.to_string()))?
+    }
+
+    fn load_catalog(&self) -> Result<CatalogSnapshot, DocsError> {
+        let view = self.store.read()?;
+        read_catalog(view.as_ref())
+    }
+
+    /// One document, still encoded.
+    pub async fn get_raw(
+        self: &Arc<Self>,
+        path: DocPath,
+    ) -> Result<Option<RawDocument>, DocsError> {
+        self.blocking(move |docs| {
+            let view = docs.store.read()?;
+            let bytes = view
+                .get_many(Space::Documents, &[document_key(&path)])?
+                .pop()
+                .flatten();
+            Ok(bytes.and_then(|bytes| {
+                StoredHeader::read(&bytes).map(|header| RawDocument { header, bytes })
+            }))
+        })
+        .await
+    }
+
+    pub async fn get(self: &Arc<Self>, path: DocPath) -> Result<Option<Document>, DocsError> {
+        self.blocking(move |docs| {
+            let view = docs.store.read()?;
+            Ok(read_documents(view.as_ref(), std::slice::from_ref(&path))?
+                .pop()
+                .flatten())
+        })
+        .await
+    }
+
+    /// Applies the writes atomically: all or nothing, one commit version for all.
+    pub async fn commit(self: &Arc<Self>, writes: Vec<Write>) -> Result<CommitOutcome, DocsError> {
+        let writes = Arc::new(writes);
+        for attempt in 0..MAX_COMMIT_ATTEMPTS {
+            let catalog = self.catalog.snapshot();
+            let input = writes.clone();
+            let prepared = self
+                .blocking(move |docs| docs.prepare(&input, &catalog))
+                .await?;
+            match commit(self.store.as_ref(), prepared.write_set).await {
+                Ok(version) => {
+                    let results = prepared
+                        .results
+                        .into_iter()
+                        .map(|mut r| {
+                            if let Some(doc) = r.document.as_mut() {
+                                if r.effect != WriteEffect::Unchanged {
+                                    doc.version = version;
+                                }
+                            }
+                            r
+                        })
+                        .collect();
+                    return Ok(CommitOutcome { version, results });
+                }
+                Err(CommitError::Conflict) => {
+                    self.metrics.record_commit_conflict();
+                    // Back off a little, growing, so hot documents do not spin.
+                    let pause = Duration::from_micros(200u64 << attempt.min(6));
+                    tokio::time::sleep(pause).await;
+                }
+                Err(CommitError::Store(err)) => return Err(err.into()),
+            }
+        }
+        Err(DocsError::Aborted(
+            "too much contention on these documents; retry the request".into(),
+        ))
+    }
+
+    /// Reads the current documents and builds the write set of `writes` with optimistic checks.
+    fn prepare(&self, writes: &[Write], catalog: &CatalogSnapshot) -> Result<Prepared, DocsError> {
+        let view = self.store.read()?;
+        let mut paths: Vec<DocPath> = Vec::new();
+        for write in writes {
+            if !paths.contains(&write.path) {
+                paths.push(write.path.clone());
+            }
+        }
+        let originals = read_documents(view.as_ref(), &paths)?;
+        let mut current: HashMap<DocPath, Option<Document>> = paths
+            .iter()
+            .cloned()
+            .zip(originals.iter().cloned())
+            .collect();
+        let now = Timestamp::now();
+        let mut results = Vec::with_capacity(writes.len());
+        for write in writes {
+            let before = current.get(&write.path).cloned().flatten();
+            let (data, effect) = apply_write(before.as_ref(), write, now)?;
+            let after = data.map(|data| Document {
+                path: write.path.clone(),
+                data,
+                create_time: before.as_ref().map_or(now, |b| b.create_time),
+                update_time: if effect == WriteEffect::Unchanged {
+                    before.as_ref().map_or(now, |b| b.update_time)
+                } else {
+                    now
+                },
+                version: before.as_ref().map_or(0, |b| b.version),
+            });
+            if effect != WriteEffect::Unchanged {
+                current.insert(write.path.clone(), after.clone());
+            }
+            results.push(WriteResult {
+                path: write.path.clone(),
+                effect,
+                document: after,
+            });
+        }
+
+        let mut write_set = WriteSet::default();
+        match catalog.version {
+            Some(version) => {
+                write_set.check(Space::Meta, CATALOG_KEY.to_vec(), Expect::Version(version))
+            }
+            None => write_set.check(Space::Meta, CATALOG_KEY.to_vec(), Expect::Absent),
+        }
+        let mut changes = Vec::new();
+        for (path, original) in paths.iter().zip(&originals) {
+            let key = document_key(path);
+            write_set.check(
+                Space::Documents,
+                key.clone(),
+                original
+                    .as_ref()
+                    .map_or(Expect::Absent, |d| Expect::Version(d.version)),
+            );
+            let changed = results
+                .iter()
+                .any(|r| r.path == *path && r.effect != WriteEffect::Unchanged);
+            if !changed {
+                continue;
+            }
+            let after = current.get(path).cloned().flatten();
+            let old_entries = original
+                .as_ref()
+                .map(|d| entries_for(d, &key, catalog))
+                .unwrap_or_default();
+            let new_entries = after
+                .as_ref()
+                .map(|d| entries_for(d, &key, catalog))
+                .unwrap_or_default();
+            for entry in old_entries.keys().filter(|k| !new_entries.contains_key(*k)) {
+                write_set.delete(Space::Index, entry.clone());
+            }
+            for (entry, doc_key) in new_entries
+                .iter()
+                .filter(|(k, _)| !old_entries.contains_key(*k))
+            {
+                write_set.put(Space::Index, entry.clone(), doc_key.clone());
+            }
+            match &after {
+                Some(document) => {
+                    write_set.put_versioned(Space::Documents, key, document.encode_for_store())
+                }
+                None => write_set.delete(Space::Documents, key),
+            }
+            changes.push(json!({
+                "path": path.as_str(),
+                "before": original.as_ref().map(Document::to_json),
+                "after": after.as_ref().map(|d| {
+                    let mut value = d.to_json();
+                    // The commit version is the change log key; the store fills it on read.
+                    value["version"] = Json::Null;
+                    value
+                }),
+            }));
+        }
+        if !changes.is_empty() {
+            let record = json!({"time": now.to_rfc3339(), "changes": changes});
+            write_set.change = Some(serde_json::to_vec(&record).unwrap_or_default());
+        }
+        Ok(Prepared { write_set, results })
+    }
+
+    /// Runs a query on one consistent snapshot.
+    pub async fn query(self: &Arc<Self>, query: Query) -> Result<QueryAnswer, DocsError> {
+        let catalog = self.catalog.snapshot();
+        self.blocking(move |docs| {
+            let plan = planner::plan(&query, &catalog);
+            let view = docs.store.read()?;
+            execute::run(view.as_ref(), &query, &plan, docs.limits.default_page_size)
+        })
+        .await
+    }
+
+    pub fn explain(&self, query: &Query) -> Json {
+        let plan = planner::plan(query, &self.catalog.snapshot());
+        execute::explain(query, &plan)
+    }
+
+    /// Declares a composite index; existing documents are backfilled in the background.
+    pub async fn create_index(
+        self: &Arc<Self>,
+        collection: String,
+        fields: Vec<(FieldPath, Direction)>,
+    ) -> Result<CompositeIndex, DocsError> {
+        if fields.len() < 2 {
+            return Err(error::invalid("a composite index needs at least two fields (single fields are indexed automatically)"));
+        }
+        crate::model::DocId::parse(&collection)?;
+        let wire_fields: Vec<(String, Direction)> =
+            fields.iter().map(|(f, d)| (f.to_string(), *d)).collect();
+        let created = self
+            .change_catalog(move |data| {
+                if let Some(existing) = data
+                    .indexes
+                    .iter()
+                    .find(|ix| ix.collection == collection && ix.fields == wire_fields)
+                {
+                    return Err(DocsError::AlreadyExists(format!(
+                        "index {} already covers these fields",
+                        existing.id
+                    )));
+                }
+                data.next_id = data.next_id.max(1);
+                let index = CompositeIndex {
+                    id: data.next_id,
+                    collection: collection.clone(),
+                    fields: wire_fields.clone(),
+                    state: IndexState::Building,
+                };
+                data.next_id += 1;
+                data.indexes.push(index.clone());
+                Ok(index)
+            })
+            .await?;
+        self.clone().spawn_backfill(created.id);
+        Ok(created)
+    }
+
+    pub fn list_indexes(&self) -> Vec<CompositeIndex> {
+        self.catalog.snapshot().data.indexes.clone()
+    }
+
+    /// Drops the index from the catalog; its entries are removed in the background.
+    pub async fn drop_index(self: &Arc<Self>, id: u32) -> Result<(), DocsError> {
+        let dropped = self
+            .change_catalog(move |data| {
+                let position = data
+                    .indexes
+                    .iter()
+                    .position(|ix| ix.id == id)
+                    .ok_or_else(|| DocsError::NotFound(format!("no index with id {id}")))?;
+                Ok(data.indexes.remove(position))
+            })
+            .await?;
+        let docs = self.clone();
+        tokio::spawn(async move {
+            if let Err(err) = docs.purge_index_entries(&dropped).await {
+                tracing::warn!(index = dropped.id, error = %err, "could not remove entries of a dropped index");
+            }
+        });
+        Ok(())
+    }
+
+    /// Applies `change` to the stored catalog in one commit and swaps the live snapshot.
+    async fn change_catalog<T: Send + 'static>(
+        self: &Arc<Self>,
+        change: impl Fn(&mut CatalogData) -> Result<T, DocsError> + Send + Sync + 'static,
+    ) -> Result<T, DocsError> {
+        let change = Arc::new(change);
+        for _ in 0..MAX_COMMIT_ATTEMPTS {
+            let change = change.clone();
+            let (write_set, result, mut data) = self
+                .blocking(move |docs| {
+                    let snapshot = docs.load_catalog()?;
+                    let mut data = snapshot.data.clone();
+                    let result = change(&mut data)?;
+                    let mut write_set = WriteSet::default();
+                    write_set.check(
+                        Space::Meta,
+                        CATALOG_KEY.to_vec(),
+                        snapshot.version.map_or(Expect::Absent, Expect::Version),
+                    );
+                    write_set.put_versioned(
+                        Space::Meta,
+                        CATALOG_KEY.to_vec(),
+                        encode_catalog(&data),
+                    );
+                    Ok((write_set, result, data))
+                })
+                .await?;
+            match commit(self.store.as_ref(), write_set).await {
+                Ok(version) => {
+                    data.indexes.sort_by_key(|ix| ix.id);
+                    self.catalog.replace(CatalogSnapshot {
+                        data,
+                        version: Some(version),
+                    });
+                    return Ok(result);
+                }
+                Err(CommitError::Conflict) => continue,
+                Err(CommitError::Store(err)) => return Err(err.into()),
+            }
+        }
+        Err(DocsError::Aborted(
+            "the index catalog kept changing; retry".into(),
+        ))
+    }
+
+    fn spawn_backfill(self: Arc<Self>, id: u32) {
+        tokio::spawn(async move {
+            if let Err(err) = self.backfill(id).await {
+                tracing::error!(index = id, error = %err, "index build failed; it stays in state building");
+            }
+        });
+    }
+
+    /// Writes the entries of index `id` for every existing document, batch by batch, then
+    /// marks it ready. Each batch checks the versions of the documents it read, so a document
+    /// written meanwhile is simply read again.
+    async fn backfill(self: &Arc<Self>, id: u32) -> Result<(), DocsError> {
+        let Some(index) = self
+            .catalog
+            .snapshot()
+            .data
+            .indexes
+            .iter()
+            .find(|ix| ix.id == id)
+            .cloned()
+        else {
+            return Ok(());
+        };
+        let group = index::group_prefix(&index.collection);
+        let mut range = crate::store::KeyRange::prefix(&group);
+        loop {
+            let catalog = self.catalog.snapshot();
+            if !catalog.data.indexes.iter().any(|ix| ix.id == id) {
+                return Ok(()); // dropped while building
+            }
+            let scan_range = range.clone();
+            let batch = self
+                .blocking(move |docs| {
+                    let view = docs.store.read()?;
+                    let entries = view.scan(Space::Index, &scan_range, BACKFILL_BATCH, false)?;
+                    let keys: Vec<Vec<u8>> =
+                        entries.iter().map(|(_, doc_key)| doc_key.clone()).collect();
+                    let values = view.get_many(Space::Documents, &keys)?;
+                    let mut write_set = WriteSet::default();
+                    write_set.check(
+                        Space::Meta,
+                        CATALOG_KEY.to_vec(),
+                        catalog.version.map_or(Expect::Absent, Expect::Version),
+                    );
+                    for (key, bytes) in keys.iter().zip(values) {
+                        let Some(bytes) = bytes else { continue };
+                        let Some(path) = crate::model::keys::document_path_from_key(key) else {
+                            continue;
+                        };
+                        let document = Document::decode_from_store(path, &bytes)?;
+                        write_set.check(
+                            Space::Documents,
+                            key.clone(),
+                            Expect::Version(document.version),
+                        );
+                        for (entry, doc_key) in entries_for(&document, key, &catalog) {
+                            write_set.put(Space::Index, entry, doc_key);
+                        }
+                    }
+                    Ok((
+                        entries.last().map(|(k, _)| k.clone()),
+                        entries.len(),
+                        write_set,
+                    ))
+                })
+                .await?;
+            let (last, count, write_set) = batch;
+            match commit(self.store.as_ref(), write_set).await {
+                Ok(_) => {}
+                Err(CommitError::Conflict) => continue,
+                Err(CommitError::Store(err)) => return Err(err.into()),
+            }
+            match last {
+                Some(last) if count == BACKFILL_BATCH => range = range.after(&last),
+                _ => break,
+            }
+        }
+        self.change_catalog(move |data| {
+            if let Some(index) = data.indexes.iter_mut().find(|ix| ix.id == id) {
+                index.state = IndexState::Ready;
+            }
+            Ok(())
+        })
+        .await?;
+        tracing::info!(index = id, "index is ready");
+        Ok(())
+    }
+
+    async fn purge_index_entries(
+        self: &Arc<Self>,
+        index: &CompositeIndex,
+    ) -> Result<(), DocsError> {
+        let mut prefix = vec![0x03u8];
+        prefix.extend_from_slice(&index.id.to_be_bytes());
+        let range = crate::store::KeyRange::prefix(&prefix);
+        loop {
+            let scan_range = range.clone();
+            let write_set = self
+                .blocking(move |docs| {
+                    let view = docs.store.read()?;
+                    let mut write_set = WriteSet::default();
+                    for (key, _) in view.scan(Space::Index, &scan_range, 1_000, false)? {
+                        write_set.delete(Space::Index, key);
+                    }
+                    Ok(write_set)
+                })
+                .await?;
+            if write_set.ops.is_empty() {
+                return Ok(());
+            }
+            commit(self.store.as_ref(), write_set)
+                .await
+                .map_err(|err| match err {
+                    CommitError::Store(e) => DocsError::Store(e),
+                    CommitError::Conflict => DocsError::Aborted("conflict while purging".into()),
+                })?;
+        }
+    }
+}
+
+struct Prepared {
+    write_set: WriteSet,
+    results: Vec<WriteResult>,
+}
+
+fn read_documents(
+    view: &dyn ReadView,
+    paths: &[DocPath],
+) -> Result<Vec<Option<Document>>, DocsError> {
+    let keys: Vec<Vec<u8>> = paths.iter().map(document_key).collect();
+    let values = view.get_many(Space::Documents, &keys)?;
+    paths
+        .iter()
+        .zip(values)
+        .map(|(path, bytes)| match bytes {
+            Some(bytes) => Ok(Some(Document::decode_from_store(path.clone(), &bytes)?)),
+            None => Ok(None),
+        })
+        .collect()
+}
+
+fn read_catalog(view: &dyn ReadView) -> Result<CatalogSnapshot, DocsError> {
+    let stored = view
+        .get_many(Space::Meta, &[CATALOG_KEY.to_vec()])?
+        .pop()
+        .flatten();
+    let Some(bytes) = stored else {
+        return Ok(CatalogSnapshot::default());
+    };
+    let version = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes);
+    let data: CatalogData = serde_json::from_slice(bytes.get(8..).unwrap_or_default())
+        .map_err(|err| DocsError::Task(format!("index catalog is corrupt: {err}")))?;
+    Ok(CatalogSnapshot { data, version })
+}
+
+fn encode_catalog(data: &CatalogData) -> Vec<u8> {
+    let mut out = vec![0u8; 8];
+    out.extend_from_slice(&serde_json::to_vec(data).unwrap_or_default());
+    out
+}
+
+/// Parses `[["owner","asc"],["n","desc"]]` index field lists.
+pub fn parse_index_fields(json: &Json) -> Result<Vec<(FieldPath, Direction)>, DocsError> {
+    let items = json
+        .as_array()
+        .ok_or_else(|| error::invalid("\"fields\" must be an array of [field, direction]"))?;
+    let mut fields = Vec::new();
+    for item in items {
+        let pair = item.as_array().map(Vec::as_slice);
+        let (field, direction) = match pair {
+            Some([Json::String(f), Json::String(d)]) => (f, d.as_str()),
+            _ => {
+                return Err(error::invalid(
+                    "each index field is [field path, \"asc\"|\"desc\"]",
+                ))
+            }
+        };
+        let direction = match direction {
+            "asc" => Direction::Asc,
+            "desc" => Direction::Desc,
+            other => {
+                return Err(error::invalid(format!(
+                    "index direction '{other}' is not asc or desc"
+                )))
+            }
+        };
+        let field = FieldPath::parse(field)?;
+        if fields.iter().any(|(f, _)| *f == field) {
+            return Err(error::invalid(format!("index names field '{field}' twice")));
+        }
+        fields.push((field, direction));
+    }
+    Ok(fields)
+}

@@ -1,0 +1,193 @@
+//! The public error table and the one place where errors become HTTP responses.
+//!
+//! Every layer has its own error enum; each converts into `ApiError` here, and only
+//! `ApiError` knows statuses. Codes are API: clients match on them.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::{json, Value as Json};
+
+use crate::docs::DocsError;
+use crate::store::StoreError;
+
+/// The error codes of DESIGN.md §3, with their HTTP statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidArgument,
+    Unauthenticated,
+    PermissionDenied,
+    NotFound,
+    AlreadyExists,
+    Aborted,
+    FailedPrecondition,
+    PayloadTooLarge,
+    HookRejected,
+    RateLimited,
+    Internal,
+    Unavailable,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 12] = [
+        ErrorCode::InvalidArgument,
+        ErrorCode::Unauthenticated,
+        ErrorCode::PermissionDenied,
+        ErrorCode::NotFound,
+        ErrorCode::AlreadyExists,
+        ErrorCode::Aborted,
+        ErrorCode::FailedPrecondition,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::HookRejected,
+        ErrorCode::RateLimited,
+        ErrorCode::Internal,
+        ErrorCode::Unavailable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidArgument => "invalid_argument",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::PermissionDenied => "permission_denied",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::AlreadyExists => "already_exists",
+            ErrorCode::Aborted => "aborted",
+            ErrorCode::FailedPrecondition => "failed_precondition",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::HookRejected => "hook_rejected",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Unavailable => "unavailable",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::InvalidArgument => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::AlreadyExists => StatusCode::CONFLICT,
+            ErrorCode::Aborted => StatusCode::CONFLICT,
+            ErrorCode::FailedPrecondition => StatusCode::PRECONDITION_FAILED,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::HookRejected => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// An error as the client sees it: `{"error": {"code", "message", "details"?}}`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub details: Option<Json>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::InvalidArgument, message)
+    }
+
+    /// A 500: the client learns nothing of the cause; the log gets all of it.
+    pub fn internal(cause: &dyn std::fmt::Display) -> ApiError {
+        tracing::error!(error = %cause, "internal error");
+        ApiError::new(ErrorCode::Internal, "internal error")
+    }
+
+    pub fn body(&self) -> Json {
+        let mut error = json!({"code": self.code.as_str(), "message": self.message});
+        if let Some(details) = &self.details {
+            error["details"] = details.clone();
+        }
+        json!({ "error": error })
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.code.status());
+        if self.code == ErrorCode::Unauthenticated {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(self.body())
+    }
+}
+
+impl From<DocsError> for ApiError {
+    fn from(err: DocsError) -> Self {
+        match err {
+            DocsError::InvalidArgument(m) => ApiError::new(ErrorCode::InvalidArgument, m),
+            DocsError::NotFound(m) => ApiError::new(ErrorCode::NotFound, m),
+            DocsError::AlreadyExists(m) => ApiError::new(ErrorCode::AlreadyExists, m),
+            DocsError::FailedPrecondition(m) => ApiError::new(ErrorCode::FailedPrecondition, m),
+            DocsError::PayloadTooLarge(m) => ApiError::new(ErrorCode::PayloadTooLarge, m),
+            DocsError::Aborted(m) => ApiError::new(ErrorCode::Aborted, m),
+            DocsError::Store(err) => err.into(),
+            DocsError::Corrupt(err) => ApiError::internal(&err),
+            DocsError::Task(err) => ApiError::internal(&err),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Closed => {
+                ApiError::new(ErrorCode::Unavailable, "the server is shutting down")
+            }
+            StoreError::Engine(_) => ApiError::internal(&err),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Codes and statuses are API: this table must only ever grow.
+    #[test]
+    fn error_code_table_is_stable() {
+        let table: Vec<(&str, u16)> = ErrorCode::ALL
+            .iter()
+            .map(|c| (c.as_str(), c.status().as_u16()))
+            .collect();
+        assert_eq!(
+            table,
+            vec![
+                ("invalid_argument", 400),
+                ("unauthenticated", 401),
+                ("permission_denied", 403),
+                ("not_found", 404),
+                ("already_exists", 409),
+                ("aborted", 409),
+                ("failed_precondition", 412),
+                ("payload_too_large", 413),
+                ("hook_rejected", 422),
+                ("rate_limited", 429),
+                ("internal", 500),
+                ("unavailable", 503),
+            ]
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! Hearth: a self-hosted, Firebase-style backend. This crate is the server: configuration,
+//! storage, documents and queries, the HTTP API and operations endpoints.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod docs;
+pub mod error;
+pub mod metrics;
+pub mod model;
+pub mod startup;
+pub mod store;

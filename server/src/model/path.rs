@@ -1,0 +1,347 @@
+//! Validated names: document paths, collection paths, document IDs and field paths.
+//!
+//! They are parsed once at the edge; inner code trusts them.
+
+use std::fmt;
+
+use rand::Rng as _;
+
+use super::ModelError;
+
+const MAX_ID_BYTES: usize = 1_500;
+/// Firestore caps path depth at 100 segments; so do we.
+const MAX_SEGMENTS: usize = 100;
+
+/// One document ID or collection ID.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DocId(String);
+
+impl DocId {
+    pub fn parse(text: &str) -> Result<DocId, ModelError> {
+        validate_segment(text)?;
+        Ok(DocId(text.to_string()))
+    }
+
+    /// 20 characters of `[A-Za-z0-9]`, as Firestore's auto IDs.
+    pub fn generate() -> DocId {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let mut rng = rand::rng();
+        let id = (0..20)
+            .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+            .collect();
+        DocId(id)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn validate_segment(segment: &str) -> Result<(), ModelError> {
+    if segment.is_empty() {
+        return Err(ModelError::invalid(
+            "path segments and IDs must not be empty",
+        ));
+    }
+    if segment.len() > MAX_ID_BYTES {
+        return Err(ModelError::invalid(format!(
+            "ID is longer than {MAX_ID_BYTES} bytes"
+        )));
+    }
+    if segment.contains('/') {
+        return Err(ModelError::invalid("IDs must not contain '/'"));
+    }
+    if segment == "." || segment == ".." {
+        return Err(ModelError::invalid(format!(
+            "'{segment}' is not a valid ID"
+        )));
+    }
+    if segment.len() >= 4 && segment.starts_with("__") && segment.ends_with("__") {
+        return Err(ModelError::invalid(format!(
+            "ID '{segment}' is reserved (matches __.*__)"
+        )));
+    }
+    Ok(())
+}
+
+fn split_segments(text: &str) -> Result<Vec<&str>, ModelError> {
+    let trimmed = text.strip_prefix('/').unwrap_or(text);
+    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
+    if trimmed.is_empty() {
+        return Err(ModelError::invalid("path is empty"));
+    }
+    let segments: Vec<&str> = trimmed.split('/').collect();
+    if segments.len() > MAX_SEGMENTS {
+        return Err(ModelError::invalid(format!(
+            "path has more than {MAX_SEGMENTS} segments"
+        )));
+    }
+    for segment in &segments {
+        validate_segment(segment)?;
+    }
+    Ok(segments)
+}
+
+/// A document path: an even number of segments, `collection/doc[/collection/doc...]`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DocPath {
+    path: String,
+    segments: Vec<String>,
+}
+
+impl DocPath {
+    pub fn parse(text: &str) -> Result<DocPath, ModelError> {
+        let segments = split_segments(text)?;
+        if segments.len() % 2 != 0 {
+            return Err(ModelError::invalid(format!(
+                "'{text}' is not a document path: it needs an even number of segments"
+            )));
+        }
+        Ok(Self::from_segments(
+            segments.into_iter().map(String::from).collect(),
+        ))
+    }
+
+    fn from_segments(segments: Vec<String>) -> DocPath {
+        DocPath {
+            path: segments.join("/"),
+            segments,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.path
+    }
+
+    pub fn segments(&self) -> &[String] {
+        &self.segments
+    }
+
+    /// The last segment.
+    pub fn id(&self) -> &str {
+        self.segments.last().map(String::as_str).unwrap_or_default()
+    }
+
+    pub fn collection(&self) -> CollectionPath {
+        CollectionPath::from_segments(self.segments[..self.segments.len() - 1].to_vec())
+    }
+}
+
+impl fmt::Display for DocPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.path)
+    }
+}
+
+/// A collection path: an odd number of segments, `collection[/doc/collection...]`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CollectionPath {
+    path: String,
+    segments: Vec<String>,
+}
+
+impl CollectionPath {
+    pub fn parse(text: &str) -> Result<CollectionPath, ModelError> {
+        let segments = split_segments(text)?;
+        if segments.len() % 2 != 1 {
+            return Err(ModelError::invalid(format!(
+                "'{text}' is not a collection path: it needs an odd number of segments"
+            )));
+        }
+        Ok(Self::from_segments(
+            segments.into_iter().map(String::from).collect(),
+        ))
+    }
+
+    fn from_segments(segments: Vec<String>) -> CollectionPath {
+        CollectionPath {
+            path: segments.join("/"),
+            segments,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.path
+    }
+
+    pub fn segments(&self) -> &[String] {
+        &self.segments
+    }
+
+    /// The collection ID: the last segment.
+    pub fn id(&self) -> &str {
+        self.segments.last().map(String::as_str).unwrap_or_default()
+    }
+
+    pub fn doc(&self, id: &DocId) -> DocPath {
+        let mut segments = self.segments.clone();
+        segments.push(id.0.clone());
+        DocPath::from_segments(segments)
+    }
+
+    /// A subcollection of `parent` (a document path) with the collection ID `id`.
+    pub fn child_of(parent: Option<&DocPath>, id: &DocId) -> CollectionPath {
+        let mut segments = parent.map(|p| p.segments.clone()).unwrap_or_default();
+        segments.push(id.0.clone());
+        CollectionPath::from_segments(segments)
+    }
+}
+
+impl fmt::Display for CollectionPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.path)
+    }
+}
+
+/// A field path: `address.city`, with back-quoted segments for other names (`` `first.name` ``).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FieldPath(Vec<String>);
+
+/// Field paths deeper than the value depth limit could never exist.
+const MAX_FIELD_SEGMENTS: usize = 20;
+
+impl FieldPath {
+    pub fn parse(text: &str) -> Result<FieldPath, ModelError> {
+        let mut segments = Vec::new();
+        let mut chars = text.chars().peekable();
+        loop {
+            let mut segment = String::new();
+            if chars.peek() == Some(&'`') {
+                chars.next();
+                let mut closed = false;
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => match chars.next() {
+                            Some(escaped) => segment.push(escaped),
+                            None => break,
+                        },
+                        '`' => {
+                            closed = true;
+                            break;
+                        }
+                        other => segment.push(other),
+                    }
+                }
+                if !closed {
+                    return Err(ModelError::invalid(format!(
+                        "field path '{text}' has an unclosed back-quote"
+                    )));
+                }
+            } else {
+                while let Some(&c) = chars.peek() {
+                    if c == '.' {
+                        break;
+                    }
+                    segment.push(c);
+                    chars.next();
+                }
+                if !is_simple_segment(&segment) {
+                    return Err(ModelError::invalid(format!(
+                        "field path '{text}': segment '{segment}' must match [A-Za-z_][A-Za-z0-9_]* or be back-quoted"
+                    )));
+                }
+            }
+            if segment.is_empty() {
+                return Err(ModelError::invalid(format!(
+                    "field path '{text}' has an empty segment"
+                )));
+            }
+            segments.push(segment);
+            match chars.next() {
+                None => break,
+                Some('.') => continue,
+                Some(other) => {
+                    return Err(ModelError::invalid(format!(
+                        "field path '{text}': unexpected '{other}' after a back-quoted segment"
+                    )))
+                }
+            }
+        }
+        if segments.len() > MAX_FIELD_SEGMENTS {
+            return Err(ModelError::invalid(format!(
+                "field path '{text}' is deeper than {MAX_FIELD_SEGMENTS}"
+            )));
+        }
+        Ok(FieldPath(segments))
+    }
+
+    pub fn from_segments(segments: Vec<String>) -> FieldPath {
+        FieldPath(segments)
+    }
+
+    pub fn segments(&self) -> &[String] {
+        &self.0
+    }
+
+    /// True when `self` is a proper or equal prefix of `other` (`a` covers `a.b`).
+    pub fn is_prefix_of(&self, other: &FieldPath) -> bool {
+        other.0.len() >= self.0.len() && other.0[..self.0.len()] == self.0[..]
+    }
+
+    /// The special field path naming the document ID in queries.
+    pub fn is_document_id(&self) -> bool {
+        self.0.len() == 1 && self.0[0] == "__name__"
+    }
+}
+
+fn is_simple_segment(segment: &str) -> bool {
+    let mut chars = segment.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => {}
+        _ => return false,
+    }
+    chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, segment) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(".")?;
+            }
+            if is_simple_segment(segment) {
+                f.write_str(segment)?;
+            } else {
+                write!(f, "`{}`", segment.replace('\\', "\\\\").replace('`', "\\`"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_and_collection_paths_alternate() {
+        assert!(DocPath::parse("posts/p1").is_ok());
+        assert!(DocPath::parse("users/u1/posts/p1").is_ok());
+        assert!(DocPath::parse("posts").is_err());
+        assert!(CollectionPath::parse("users/u1/posts").is_ok());
+        assert!(CollectionPath::parse("users/u1").is_err());
+        assert!(DocPath::parse("posts//p1").is_err());
+        assert!(DocPath::parse("posts/..").is_err());
+        assert!(DocPath::parse("posts/__id__").is_err());
+        assert!(DocPath::parse(&format!("posts/{}", "x".repeat(1_501))).is_err());
+    }
+
+    #[test]
+    fn field_paths_parse_back_quotes() {
+        let path = FieldPath::parse("address.`first.name`.x_1").unwrap();
+        assert_eq!(path.segments(), ["address", "first.name", "x_1"]);
+        assert_eq!(path.to_string(), "address.`first.name`.x_1");
+        assert!(FieldPath::parse("a..b").is_err());
+        assert!(FieldPath::parse("1abc").is_err());
+        assert!(FieldPath::parse("`unclosed").is_err());
+        assert!(FieldPath::parse("").is_err());
+    }
+
+    #[test]
+    fn auto_ids_are_twenty_alphanumerics() {
+        let id = DocId::generate();
+        assert_eq!(id.as_str().len(), 20);
+        assert!(id.as_str().chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+}

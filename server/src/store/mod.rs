@@ -1,0 +1,224 @@
+//! The `Store` trait: an ordered key-value store with consistent read views, bounded range scans
+//! and one atomic, durable `WriteSet` per commit that also assigns the commit version.
+//!
+//! The shape suits a networked engine as well as the embedded one: reads come in batches
+//! (`get_many`), scans are bounded, and a commit is a single `submit` carrying its own
+//! optimistic checks, so nothing loops over single-key round trips.
+
+pub mod redb_store;
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use tokio::sync::{oneshot, watch};
+
+pub use redb_store::RedbStore;
+
+/// The key spaces the server keeps. Each is an independent ordered map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Space {
+    /// Document key (`model::keys::document_key`) → stored document.
+    Documents,
+    /// Index entry keys (see `docs::index`) → empty.
+    Index,
+    /// Commit version (8 bytes, big-endian) → the change record of that commit.
+    ChangeLog,
+    /// Project data and bookkeeping (index definitions, counters) by name.
+    Meta,
+}
+
+impl Space {
+    pub const ALL: [Space; 4] = [
+        Space::Documents,
+        Space::Index,
+        Space::ChangeLog,
+        Space::Meta,
+    ];
+}
+
+/// A key range for scans; `Bound::Unbounded` on either side is allowed.
+#[derive(Debug, Clone)]
+pub struct KeyRange {
+    pub start: Bound<Vec<u8>>,
+    pub end: Bound<Vec<u8>>,
+}
+
+impl KeyRange {
+    /// Every key that starts with `prefix`.
+    pub fn prefix(prefix: &[u8]) -> KeyRange {
+        KeyRange {
+            start: Bound::Included(prefix.to_vec()),
+            end: Bound::Excluded(crate::model::keys::prefix_end(prefix)),
+        }
+    }
+
+    pub fn between(start: Bound<Vec<u8>>, end: Bound<Vec<u8>>) -> KeyRange {
+        KeyRange { start, end }
+    }
+
+    /// The same range without the keys up to and including `key` (ascending continuation).
+    pub fn after(&self, key: &[u8]) -> KeyRange {
+        KeyRange {
+            start: Bound::Excluded(key.to_vec()),
+            end: self.end.clone(),
+        }
+    }
+
+    /// The same range without the keys from `key` upwards (descending continuation).
+    pub fn before(&self, key: &[u8]) -> KeyRange {
+        KeyRange {
+            start: self.start.clone(),
+            end: Bound::Excluded(key.to_vec()),
+        }
+    }
+
+    /// True when the range cannot contain any key (start past end).
+    pub fn is_empty(&self) -> bool {
+        match (&self.start, &self.end) {
+            (Bound::Included(s), Bound::Included(e)) => s > e,
+            (Bound::Included(s), Bound::Excluded(e))
+            | (Bound::Excluded(s), Bound::Included(e))
+            | (Bound::Excluded(s), Bound::Excluded(e)) => s >= e,
+            _ => false,
+        }
+    }
+}
+
+/// One key-value pair from a scan.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// A consistent snapshot of the store: every read through one view sees the same commit.
+pub trait ReadView: Send {
+    fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
+    /// Up to `limit` entries of `range`, in key order (or reverse key order).
+    fn scan(
+        &self,
+        space: Space,
+        range: &KeyRange,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<Entry>, StoreError>;
+}
+
+/// What a commit expects of a key before it applies; a failed check aborts only its own commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    Absent,
+    /// The key holds a versioned value (first 8 bytes, big-endian) with this version.
+    Version(u64),
+}
+
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub space: Space,
+    pub key: Vec<u8>,
+    pub expect: Expect,
+}
+
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// With `stamp_version`, the store overwrites the value's first 8 bytes with the commit version.
+    Put {
+        space: Space,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        stamp_version: bool,
+    },
+    Delete {
+        space: Space,
+        key: Vec<u8>,
+    },
+}
+
+/// Everything one logical commit writes, applied atomically or not at all.
+#[derive(Debug, Clone, Default)]
+pub struct WriteSet {
+    pub checks: Vec<Check>,
+    pub ops: Vec<WriteOp>,
+    /// Stored in the change log under the commit's version.
+    pub change: Option<Vec<u8>>,
+}
+
+impl WriteSet {
+    pub fn put(&mut self, space: Space, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push(WriteOp::Put {
+            space,
+            key,
+            value,
+            stamp_version: false,
+        });
+    }
+
+    pub fn put_versioned(&mut self, space: Space, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push(WriteOp::Put {
+            space,
+            key,
+            value,
+            stamp_version: true,
+        });
+    }
+
+    pub fn delete(&mut self, space: Space, key: Vec<u8>) {
+        self.ops.push(WriteOp::Delete { space, key });
+    }
+
+    pub fn check(&mut self, space: Space, key: Vec<u8>, expect: Expect) {
+        self.checks.push(Check { space, key, expect });
+    }
+
+    /// Bytes this write set carries, for group sizing.
+    pub fn weight(&self) -> usize {
+        let ops: usize = self
+            .ops
+            .iter()
+            .map(|op| match op {
+                WriteOp::Put { key, value, .. } => key.len() + value.len(),
+                WriteOp::Delete { key, .. } => key.len(),
+            })
+            .sum();
+        ops + self.change.as_ref().map_or(0, Vec::len)
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage engine error: {0}")]
+    Engine(String),
+    #[error("the store is shut down")]
+    Closed,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CommitError {
+    /// A check failed: another commit changed a key this one read.
+    #[error("a concurrent commit changed a key this commit depends on")]
+    Conflict,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Resolves when the commit is durable (or failed).
+pub type CommitReceiver = oneshot::Receiver<Result<u64, CommitError>>;
+
+pub trait Store: Send + Sync + 'static {
+    fn read(&self) -> Result<Box<dyn ReadView>, StoreError>;
+    /// Queues a write set for the next group commit; the receiver answers with its version
+    /// once the commit is durable.
+    fn submit(&self, write_set: WriteSet) -> CommitReceiver;
+    /// Follows the last durable commit version, for readers of the change log.
+    fn committed(&self) -> watch::Receiver<u64>;
+    /// Bytes on disk, for `/metrics`.
+    fn size_bytes(&self) -> u64;
+    /// Finishes queued commits and stops the writer. Later submits fail with `Closed`.
+    fn close(&self);
+}
+
+pub type SharedStore = Arc<dyn Store>;
+
+/// Awaits a commit; a dropped receiver means the writer stopped.
+pub async fn commit(store: &dyn Store, write_set: WriteSet) -> Result<u64, CommitError> {
+    store
+        .submit(write_set)
+        .await
+        .unwrap_or(Err(CommitError::Store(StoreError::Closed)))
+}

@@ -1,0 +1,406 @@
+//! The embedded default `Store`: one redb file, written by a single group-commit thread.
+//!
+//! Concurrent commits queue on a channel; the writer drains what is queued, checks and applies
+//! each write set inside one redb transaction, then commits once (one fsync) and answers them
+//! all. A write set whose checks fail is skipped without touching the others.
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+};
+use tokio::sync::{oneshot, watch};
+
+use super::{
+    CommitError, CommitReceiver, Entry, Expect, KeyRange, ReadView, Space, Store, StoreError,
+    WriteOp, WriteSet,
+};
+use crate::metrics::Metrics;
+
+type Table = TableDefinition<'static, &'static [u8], &'static [u8]>;
+
+const DOCUMENTS: Table = TableDefinition::new("documents");
+const INDEX: Table = TableDefinition::new("index");
+const CHANGE_LOG: Table = TableDefinition::new("change_log");
+const META: Table = TableDefinition::new("meta");
+
+/// Where the writer keeps the next commit version.
+const NEXT_VERSION_KEY: &[u8] = b"__store.next_version";
+
+fn table(space: Space) -> Table {
+    match space {
+        Space::Documents => DOCUMENTS,
+        Space::Index => INDEX,
+        Space::ChangeLog => CHANGE_LOG,
+        Space::Meta => META,
+    }
+}
+
+/// Position of a space in `Space::ALL`, which is also the order tables are opened in.
+fn table_of(space: Space) -> usize {
+    Space::ALL.iter().position(|s| *s == space).unwrap_or(0)
+}
+
+fn engine(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Engine(err.to_string())
+}
+
+/// Limits of one group commit.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupCommitLimits {
+    /// Write sets in one commit at most.
+    pub max_write_sets: usize,
+    /// Bytes in one commit at most (the first write set is always taken).
+    pub max_bytes: usize,
+    /// Write sets waiting for the writer at most; submitters wait beyond that.
+    pub queue_capacity: usize,
+}
+
+impl Default for GroupCommitLimits {
+    fn default() -> Self {
+        GroupCommitLimits {
+            max_write_sets: 1_024,
+            max_bytes: 16 << 20,
+            queue_capacity: 8_192,
+        }
+    }
+}
+
+struct Pending {
+    write_set: WriteSet,
+    reply: oneshot::Sender<Result<u64, CommitError>>,
+}
+
+pub struct RedbStore {
+    db: Arc<Database>,
+    sender: Mutex<Option<SyncSender<Pending>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    committed: watch::Receiver<u64>,
+    file: std::path::PathBuf,
+}
+
+impl RedbStore {
+    /// Opens (or creates) `data_dir/hearth.redb` and starts the writer thread.
+    pub fn open(
+        data_dir: &Path,
+        limits: GroupCommitLimits,
+        metrics: Arc<Metrics>,
+    ) -> Result<RedbStore, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(engine)?;
+        let file = data_dir.join("hearth.redb");
+        let db = Arc::new(Database::create(&file).map_err(engine)?);
+        let next_version = {
+            let txn = db.begin_write().map_err(engine)?;
+            for space in Space::ALL {
+                txn.open_table(table(space)).map_err(engine)?;
+            }
+            let next = {
+                let meta = txn.open_table(META).map_err(engine)?;
+                let stored = meta.get(NEXT_VERSION_KEY).map_err(engine)?;
+                stored
+                    .and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes))
+                    .unwrap_or(1)
+            };
+            txn.commit().map_err(engine)?;
+            next
+        };
+        let (committed_tx, committed) = watch::channel(next_version - 1);
+        let (sender, receiver) = mpsc::sync_channel(limits.queue_capacity);
+        let writer = {
+            let db = db.clone();
+            std::thread::Builder::new()
+                .name("hearth-commit".into())
+                .spawn(move || {
+                    Writer {
+                        db,
+                        receiver,
+                        limits,
+                        next_version,
+                        committed: committed_tx,
+                        metrics,
+                    }
+                    .run()
+                })
+                .map_err(engine)?
+        };
+        Ok(RedbStore {
+            db,
+            sender: Mutex::new(Some(sender)),
+            writer: Mutex::new(Some(writer)),
+            committed,
+            file,
+        })
+    }
+}
+
+impl Store for RedbStore {
+    fn read(&self) -> Result<Box<dyn ReadView>, StoreError> {
+        let txn = self.db.begin_read().map_err(engine)?;
+        Ok(Box::new(RedbReadView { txn }))
+    }
+
+    fn submit(&self, write_set: WriteSet) -> CommitReceiver {
+        let (reply, receiver) = oneshot::channel();
+        let sender = self.sender.lock().ok().and_then(|guard| guard.clone());
+        let Some(sender) = sender else {
+            let _ = reply.send(Err(CommitError::Store(StoreError::Closed)));
+            return receiver;
+        };
+        let pending = Pending { write_set, reply };
+        // Try without blocking first; a full queue means the writer is behind, so wait for it
+        // on this (blocking-pool or writer-adjacent) thread rather than grow memory.
+        match sender.try_send(pending) {
+            Ok(()) => {}
+            Err(TrySendError::Full(pending)) => {
+                if let Err(mpsc::SendError(pending)) = sender.send(pending) {
+                    let _ = pending
+                        .reply
+                        .send(Err(CommitError::Store(StoreError::Closed)));
+                }
+            }
+            Err(TrySendError::Disconnected(pending)) => {
+                let _ = pending
+                    .reply
+                    .send(Err(CommitError::Store(StoreError::Closed)));
+            }
+        }
+        receiver
+    }
+
+    fn committed(&self) -> watch::Receiver<u64> {
+        self.committed.clone()
+    }
+
+    fn size_bytes(&self) -> u64 {
+        std::fs::metadata(&self.file).map(|m| m.len()).unwrap_or(0)
+    }
+
+    fn close(&self) {
+        if let Ok(mut sender) = self.sender.lock() {
+            sender.take();
+        }
+        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(writer) = writer {
+            let _ = writer.join();
+        }
+    }
+}
+
+struct RedbReadView {
+    txn: ReadTransaction,
+}
+
+impl ReadView for RedbReadView {
+    fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let table = self.txn.open_table(table(space)).map_err(engine)?;
+        keys.iter()
+            .map(|key| {
+                Ok(table
+                    .get(key.as_slice())
+                    .map_err(engine)?
+                    .map(|v| v.value().to_vec()))
+            })
+            .collect()
+    }
+
+    fn scan(
+        &self,
+        space: Space,
+        range: &KeyRange,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<Entry>, StoreError> {
+        if range.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let table = self.txn.open_table(table(space)).map_err(engine)?;
+        let bounds: (Bound<&[u8]>, Bound<&[u8]>) =
+            (as_ref_bound(&range.start), as_ref_bound(&range.end));
+        let iter = table.range::<&[u8]>(bounds).map_err(engine)?;
+        let mut out = Vec::new();
+        let mut push = |item: Result<
+            (redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>),
+            redb::StorageError,
+        >| {
+            let (k, v) = item.map_err(engine)?;
+            out.push((k.value().to_vec(), v.value().to_vec()));
+            Ok::<bool, StoreError>(out.len() >= limit)
+        };
+        if reverse {
+            for item in iter.rev() {
+                if push(item)? {
+                    break;
+                }
+            }
+        } else {
+            for item in iter {
+                if push(item)? {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn as_ref_bound(bound: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match bound {
+        Bound::Included(k) => Bound::Included(k.as_slice()),
+        Bound::Excluded(k) => Bound::Excluded(k.as_slice()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+struct Writer {
+    db: Arc<Database>,
+    receiver: Receiver<Pending>,
+    limits: GroupCommitLimits,
+    next_version: u64,
+    committed: watch::Sender<u64>,
+    metrics: Arc<Metrics>,
+}
+
+impl Writer {
+    fn run(mut self) {
+        loop {
+            let first = match self.receiver.recv_timeout(Duration::from_secs(1)) {
+                Ok(pending) => pending,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut group = vec![first];
+            let mut bytes = group[0].write_set.weight();
+            while group.len() < self.limits.max_write_sets && bytes < self.limits.max_bytes {
+                match self.receiver.try_recv() {
+                    Ok(pending) => {
+                        bytes += pending.write_set.weight();
+                        group.push(pending);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(group);
+        }
+    }
+
+    fn commit_group(&mut self, group: Vec<Pending>) {
+        let started = Instant::now();
+        let first_version = self.next_version;
+        let outcome = self.apply_group(&group);
+        match outcome {
+            Ok(results) => {
+                self.metrics.record_commit(group.len(), started.elapsed());
+                let last = self.next_version - 1;
+                if last >= first_version {
+                    self.committed.send_replace(last);
+                }
+                for (pending, result) in group.into_iter().zip(results) {
+                    let _ = pending.reply.send(result);
+                }
+            }
+            Err(err) => {
+                // Nothing of the group is durable: hand its versions out again.
+                self.next_version = first_version;
+                tracing::error!(error = %err, "group commit failed");
+                for pending in group {
+                    let _ = pending.reply.send(Err(CommitError::Store(err.clone())));
+                }
+            }
+        }
+    }
+
+    fn apply_group(
+        &mut self,
+        group: &[Pending],
+    ) -> Result<Vec<Result<u64, CommitError>>, StoreError> {
+        let mut txn = self.db.begin_write().map_err(engine)?;
+        txn.set_durability(Durability::Immediate).map_err(engine)?;
+        let mut results = Vec::with_capacity(group.len());
+        {
+            let mut tables = Space::ALL
+                .iter()
+                .map(|&space| txn.open_table(table(space)).map(|t| (space, t)))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(engine)?;
+            for pending in group {
+                let write_set = &pending.write_set;
+                let mut ok = true;
+                for check in &write_set.checks {
+                    let current = tables[table_of(check.space)]
+                        .1
+                        .get(check.key.as_slice())
+                        .map_err(engine)?;
+                    let version = current.as_ref().map(|v| {
+                        v.value()
+                            .get(..8)
+                            .and_then(|b| b.try_into().ok())
+                            .map(u64::from_be_bytes)
+                    });
+                    ok = match (&check.expect, version) {
+                        (Expect::Absent, None) => true,
+                        (Expect::Version(expected), Some(Some(actual))) => *expected == actual,
+                        _ => false,
+                    };
+                    if !ok {
+                        break;
+                    }
+                }
+                if !ok {
+                    results.push(Err(CommitError::Conflict));
+                    continue;
+                }
+                let version = self.next_version;
+                self.next_version += 1;
+                for op in &write_set.ops {
+                    match op {
+                        WriteOp::Put {
+                            space,
+                            key,
+                            value,
+                            stamp_version,
+                        } => {
+                            let table = &mut tables[table_of(*space)].1;
+                            if *stamp_version && value.len() >= 8 {
+                                let mut stamped = value.clone();
+                                stamped[..8].copy_from_slice(&version.to_be_bytes());
+                                table
+                                    .insert(key.as_slice(), stamped.as_slice())
+                                    .map_err(engine)?;
+                            } else {
+                                table
+                                    .insert(key.as_slice(), value.as_slice())
+                                    .map_err(engine)?;
+                            }
+                        }
+                        WriteOp::Delete { space, key } => {
+                            tables[table_of(*space)]
+                                .1
+                                .remove(key.as_slice())
+                                .map_err(engine)?;
+                        }
+                    }
+                }
+                if let Some(change) = &write_set.change {
+                    let key = version.to_be_bytes();
+                    tables[table_of(Space::ChangeLog)]
+                        .1
+                        .insert(key.as_slice(), change.as_slice())
+                        .map_err(engine)?;
+                }
+                results.push(Ok(version));
+            }
+            let next = self.next_version.to_be_bytes();
+            tables[table_of(Space::Meta)]
+                .1
+                .insert(NEXT_VERSION_KEY, next.as_slice())
+                .map_err(engine)?;
+        }
+        txn.commit().map_err(engine)?;
+        Ok(results)
+    }
+}
