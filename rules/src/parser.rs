@@ -12,7 +12,7 @@ use crate::span::Span;
 use crate::value::Value;
 
 /// Deepest recursion of the expression parser (parentheses, unary operators, nested literals).
-const MAX_NESTING: u32 = 64;
+const MAX_NESTING: u32 = 48;
 /// Tallest expression tree accepted; long `&&` chains grow the tree without recursion.
 pub const MAX_EXPR_DEPTH: u32 = 100;
 
@@ -648,7 +648,7 @@ impl<'a> Parser<'a> {
     }
 
     fn ternary(&mut self) -> PResult<Expr> {
-        let condition = self.binary_level(0)?;
+        let condition = self.binary(0)?;
         if self.peek().kind != TokenKind::Question {
             return Ok(condition);
         }
@@ -665,51 +665,52 @@ impl<'a> Parser<'a> {
         )
     }
 
-    /// Precedence levels from loosest to tightest: `||`, `&&`, `== !=`, `is`, `in`, `< <= > >=`,
-    /// `+ -`, `* / %` (RULES.md's table).
-    fn binary_level(&mut self, level: u8) -> PResult<Expr> {
-        if level > 7 {
-            return self.unary();
-        }
-        let mut left = self.binary_level(level + 1)?;
+    /// Precedence climbing over the levels, loosest to tightest: `||`, `&&`, `== !=`, `is`,
+    /// `in`, `< <= > >=`, `+ -`, `* / %` (RULES.md's table). One frame per nesting level keeps
+    /// the parser's stack use low.
+    fn binary(&mut self, min_level: u8) -> PResult<Expr> {
+        let mut left = self.unary()?;
         loop {
             let token = self.peek();
-            let op = match (level, &token.kind) {
-                (0, TokenKind::OrOr) => BinaryOp::Or,
-                (1, TokenKind::AndAnd) => BinaryOp::And,
-                (2, TokenKind::EqEq) => BinaryOp::Eq,
-                (2, TokenKind::NotEq) => BinaryOp::Ne,
-                (3, TokenKind::Ident(word)) if word == "is" => {
-                    self.bump();
-                    let (type_name, type_span) = self.expect_ident("a type name after `is`")?;
-                    if !TYPE_NAMES.contains(&type_name.as_str()) {
-                        return self.fail(
-                            type_span,
-                            format!(
-                                "unknown type `{type_name}` (expected one of {})",
-                                TYPE_NAMES.join(", ")
-                            ),
-                        );
-                    }
-                    let span = left.span.to(type_span);
-                    let depth = left.depth;
-                    left = self.node(ExprKind::Is(Box::new(left), type_name), span, depth)?;
-                    continue;
-                }
-                (4, TokenKind::Ident(word)) if word == "in" => BinaryOp::In,
-                (5, TokenKind::Lt) => BinaryOp::Lt,
-                (5, TokenKind::Le) => BinaryOp::Le,
-                (5, TokenKind::Gt) => BinaryOp::Gt,
-                (5, TokenKind::Ge) => BinaryOp::Ge,
-                (6, TokenKind::Plus) => BinaryOp::Add,
-                (6, TokenKind::Minus) => BinaryOp::Sub,
-                (7, TokenKind::Star) => BinaryOp::Mul,
-                (7, TokenKind::Slash) => BinaryOp::Div,
-                (7, TokenKind::Percent) => BinaryOp::Rem,
+            let (level, op) = match &token.kind {
+                TokenKind::OrOr => (0, BinaryOp::Or),
+                TokenKind::AndAnd => (1, BinaryOp::And),
+                TokenKind::EqEq => (2, BinaryOp::Eq),
+                TokenKind::NotEq => (2, BinaryOp::Ne),
+                TokenKind::Ident(word) if word == "is" => (3, BinaryOp::Eq),
+                TokenKind::Ident(word) if word == "in" => (4, BinaryOp::In),
+                TokenKind::Lt => (5, BinaryOp::Lt),
+                TokenKind::Le => (5, BinaryOp::Le),
+                TokenKind::Gt => (5, BinaryOp::Gt),
+                TokenKind::Ge => (5, BinaryOp::Ge),
+                TokenKind::Plus => (6, BinaryOp::Add),
+                TokenKind::Minus => (6, BinaryOp::Sub),
+                TokenKind::Star => (7, BinaryOp::Mul),
+                TokenKind::Slash => (7, BinaryOp::Div),
+                TokenKind::Percent => (7, BinaryOp::Rem),
                 _ => return Ok(left),
             };
+            if level < min_level {
+                return Ok(left);
+            }
             self.bump();
-            let right = self.binary_level(level + 1)?;
+            if level == 3 {
+                let (type_name, type_span) = self.expect_ident("a type name after `is`")?;
+                if !TYPE_NAMES.contains(&type_name.as_str()) {
+                    return self.fail(
+                        type_span,
+                        format!(
+                            "unknown type `{type_name}` (expected one of {})",
+                            TYPE_NAMES.join(", ")
+                        ),
+                    );
+                }
+                let span = left.span.to(type_span);
+                let depth = left.depth;
+                left = self.node(ExprKind::Is(Box::new(left), type_name), span, depth)?;
+                continue;
+            }
+            let right = self.binary(level + 1)?;
             let span = left.span.to(right.span);
             let depth = left.depth.max(right.depth);
             left = self.node(
