@@ -103,6 +103,9 @@ pub type LexError = (RuleErrorKind, Span);
 pub struct Lexer<'a> {
     source: &'a str,
     pos: usize,
+    /// Errors the lexer recovered from by still producing a token (an out-of-range number, an
+    /// unterminated string), so the parser does not report knock-on errors.
+    pub errors: Vec<LexError>,
 }
 
 /// String and bytes literals longer than this are refused (the whole file is at most 256 KB anyway,
@@ -111,7 +114,11 @@ const MAX_LITERAL_BYTES: usize = 64 * 1024;
 
 impl<'a> Lexer<'a> {
     pub fn new(source: &'a str) -> Lexer<'a> {
-        Lexer { source, pos: 0 }
+        Lexer {
+            source,
+            pos: 0,
+            errors: Vec::new(),
+        }
     }
 
     pub fn position(&self) -> usize {
@@ -355,12 +362,14 @@ impl<'a> Lexer<'a> {
         } else {
             text.parse::<u64>().map(TokenKind::Int).ok()
         };
-        kind.map(|kind| Token { kind, span }).ok_or_else(|| {
-            (
+        let kind = kind.unwrap_or_else(|| {
+            self.errors.push((
                 RuleErrorKind::Syntax(format!("number `{text}` is out of range")),
                 span,
-            )
-        })
+            ));
+            TokenKind::Int(0)
+        });
+        Ok(Token { kind, span })
     }
 
     fn string(
@@ -373,10 +382,11 @@ impl<'a> Lexer<'a> {
         let mut out: Vec<u8> = Vec::new();
         loop {
             let Some(c) = self.bump() else {
-                return Err((
+                self.errors.push((
                     RuleErrorKind::Syntax("unterminated string".into()),
                     Span::new(start, self.pos),
                 ));
+                break;
             };
             if out.len() > MAX_LITERAL_BYTES {
                 return Err((
@@ -386,10 +396,13 @@ impl<'a> Lexer<'a> {
             }
             match c {
                 '\n' => {
-                    return Err((
+                    self.errors.push((
                         RuleErrorKind::Syntax("unterminated string".into()),
-                        Span::new(start, self.pos),
-                    ))
+                        Span::new(start, self.pos - 1),
+                    ));
+                    // Leave the newline so the next line lexes normally.
+                    self.pos -= 1;
+                    break;
                 }
                 c if c == quote => break,
                 '\\' if !raw => self.escape(start, bytes, &mut out)?,
@@ -562,7 +575,9 @@ mod tests {
 
     #[test]
     fn unterminated_literals_are_errors() {
-        assert!(Lexer::new("'abc").next_token().is_err());
+        let mut lexer = Lexer::new("'abc");
+        assert!(lexer.next_token().is_ok());
+        assert_eq!(lexer.errors.len(), 1);
         assert!(Lexer::new("/* abc").next_token().is_err());
     }
 }

@@ -92,7 +92,9 @@ impl<'a> Parser<'a> {
             if let Some(token) = &self.peeked {
                 return token.clone();
             }
-            match self.lexer.next_token() {
+            let result = self.lexer.next_token();
+            self.errors.append(&mut self.lexer.errors);
+            match result {
                 Ok(token) => self.peeked = Some(token),
                 Err(error) => self.errors.push(error),
             }
@@ -333,6 +335,20 @@ impl<'a> Parser<'a> {
                 RuleErrorKind::Limit("match blocks nested more than 10 deep".into()),
                 keyword.span,
             ));
+            // Skip the whole block without recursing, so hostile nesting cannot exhaust the stack.
+            let errors_before = self.errors.len();
+            let _ = self.match_path();
+            self.errors.truncate(errors_before);
+            let mut open = 0usize;
+            loop {
+                match self.bump().kind {
+                    TokenKind::Eof => return Err(Reported),
+                    TokenKind::LBrace => open += 1,
+                    TokenKind::RBrace if open <= 1 => return Err(Reported),
+                    TokenKind::RBrace => open -= 1,
+                    _ => {}
+                }
+            }
         }
         let segments = match self.match_path() {
             Ok(segments) => segments,
