@@ -1,1 +1,11 @@
+//! End-to-end tests: each starts the real `hearth` binary and acts as a client would.
+//! Build the binary first (`cargo build --bin hearth`); `HEARTH_BIN` overrides its path.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod batch;
+mod documents;
+mod durability;
+mod indexes;
+mod ops;
+mod queries;

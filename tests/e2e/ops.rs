@@ -1,0 +1,73 @@
+//! Operations endpoints: health, readiness, metrics, OpenAPI, unknown routes.
+
+use hearth_tests::TestServer;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+#[tokio::test]
+async fn health_readiness_and_metrics_answer() {
+    let server = TestServer::start().await;
+    assert_eq!(
+        server
+            .send(server.anonymous(Method::GET, "/healthz"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        server
+            .send(server.anonymous(Method::GET, "/readyz"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    server.put_doc("posts/p", json!({"a": 1})).await;
+    server.get_doc("posts/p").await;
+    let metrics = server.send(server.anonymous(Method::GET, "/metrics")).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let lines: Vec<&str> = metrics.text.lines().collect();
+    let has = |prefix: &str| lines.iter().any(|l| l.starts_with(prefix));
+    assert!(has("hearth_http_requests_total{route=\"/v1/docs/{path:.*}\",method=\"PUT\",status=\"201\"} 1"), "{}", metrics.text);
+    assert!(has(
+        "hearth_http_request_duration_seconds_bucket{route=\"/v1/docs/{path:.*}\",method=\"GET\""
+    ));
+    assert!(has("hearth_commit_group_size_count"));
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("hearth_store_size_bytes ") && !l.ends_with(" 0")));
+}
+
+#[tokio::test]
+async fn openapi_describes_every_route() {
+    let server = TestServer::start().await;
+    let spec = server
+        .send(server.anonymous(Method::GET, "/v1/openapi.json"))
+        .await;
+    assert_eq!(spec.status, StatusCode::OK);
+    assert_eq!(spec.body["openapi"], "3.1.0");
+    let paths = spec.body["paths"].as_object().unwrap();
+    for route in [
+        "/v1/docs/{docPath}",
+        "/v1/query",
+        "/v1/query/explain",
+        "/v1/batch",
+        "/v1/admin/indexes",
+        "/v1/admin/indexes/{id}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/v1/openapi.json",
+    ] {
+        assert!(paths.contains_key(route), "missing {route}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_routes_answer_not_found_in_the_error_format() {
+    let server = TestServer::start().await;
+    let response = server
+        .send(server.anonymous(Method::GET, "/v2/whatever"))
+        .await;
+    assert_eq!(response.status, StatusCode::NOT_FOUND);
+    assert_eq!(response.error_code(), "not_found");
+}
