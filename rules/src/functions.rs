@@ -125,7 +125,7 @@ fn arity(name: &str, args: &[Val], expected: usize) -> Result<(), EvalError> {
     Ok(())
 }
 
-fn arg<'a>(args: &'a [Val], index: usize) -> Result<&'a Value, EvalError> {
+fn arg(args: &[Val], index: usize) -> Result<&Value, EvalError> {
     args.get(index)
         .ok_or_else(|| type_error(format!("missing argument {}", index + 1)))?
         .value()

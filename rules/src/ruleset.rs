@@ -634,7 +634,10 @@ fn document_segments(path: &str) -> Result<Vec<String>, String> {
         .split('/')
         .map(str::to_string)
         .collect();
-    if segments.iter().any(String::is_empty) || segments.len() % 2 != 0 || segments.len() > 200 {
+    if segments.iter().any(String::is_empty)
+        || !segments.len().is_multiple_of(2)
+        || segments.len() > 200
+    {
         return Err(format!("`{path}` is not a document path"));
     }
     Ok(segments)

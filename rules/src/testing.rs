@@ -308,10 +308,8 @@ fn run_case(
                 }
             }
         }
-        Method::Delete => {
-            if !case.after.contains_key(&path) {
-                after.remove(&path);
-            }
+        Method::Delete if !case.after.contains_key(&path) => {
+            after.remove(&path);
         }
         _ => {}
     }

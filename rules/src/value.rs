@@ -168,9 +168,9 @@ impl Timestamp {
         let (year, month, day) = civil_from_days(days);
         let fraction = if self.nanos == 0 {
             String::new()
-        } else if self.nanos % 1_000_000 == 0 {
+        } else if self.nanos.is_multiple_of(1_000_000) {
             format!(".{:03}", self.nanos / 1_000_000)
-        } else if self.nanos % 1_000 == 0 {
+        } else if self.nanos.is_multiple_of(1_000) {
             format!(".{:06}", self.nanos / 1_000)
         } else {
             format!(".{:09}", self.nanos)
