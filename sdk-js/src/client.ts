@@ -41,6 +41,11 @@ export interface ClientOptions {
   realtime?: RealtimeOptions;
   /** Key under which the session is stored (default `hearth.session:<url>`). */
   storageKey?: string;
+  /**
+   * Give up on an HTTP request after this many milliseconds with an `unavailable` error
+   * (default: no limit beyond the platform's own).
+   */
+  requestTimeoutMs?: number;
 }
 
 /** A Hearth client. Create one per server with {@link createClient}. */
@@ -58,7 +63,7 @@ export class HearthClient {
     this.url = normaliseBaseUrl(url);
     const fetchImpl = options.fetch ?? (globalThis.fetch ? globalThis.fetch.bind(globalThis) : undefined);
     if (!fetchImpl) throw invalidArgument('no fetch available: pass options.fetch (Node ≥ 20 and browsers have one)');
-    this.transport = new Transport(this.url, fetchImpl);
+    this.transport = new Transport(this.url, fetchImpl, options.requestTimeoutMs);
     this.auth = new Auth({
       transport: this.transport,
       store: resolveSessionStore(options.session),

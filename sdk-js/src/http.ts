@@ -49,6 +49,8 @@ export class Transport {
   constructor(
     readonly baseUrl: string,
     private readonly fetchImpl: FetchLike,
+    /** Abort a request after this many ms (undefined: no limit). */
+    private readonly timeoutMs?: number,
   ) {}
 
   async request(method: string, path: string, options: RequestOptions = {}): Promise<HttpResponse> {
@@ -96,8 +98,11 @@ export class Transport {
       const search = params.toString();
       if (search) url += `?${search}`;
     }
+    const init: RequestInit = { method, headers };
+    if (body !== undefined) init.body = body;
+    if (this.timeoutMs !== undefined) init.signal = AbortSignal.timeout(this.timeoutMs);
     try {
-      return await this.fetchImpl(url, { method, headers, body });
+      return await this.fetchImpl(url, init);
     } catch (cause) {
       throw networkError(cause);
     }

@@ -276,6 +276,12 @@ export class Query<T extends DocumentData = DocumentData> {
     return (response?.aggregates ?? {}) as AggregateResult;
   }
 
+  /** The server's plan for this query (`POST /v1/query/explain`): which index it would use. */
+  async explain(): Promise<Record<string, unknown>> {
+    const { body } = await this.context.transport.request('POST', '/v1/query/explain', { body: this.toJSON() });
+    return (body ?? {}) as Record<string, unknown>;
+  }
+
   /**
    * Listens to the query's results over the shared WebSocket: `next` gets a full snapshot first,
    * then one per change; `docChanges()` says what changed. An `error` (e.g. `permission_denied`)

@@ -120,3 +120,9 @@ test('an invalid query is rejected with invalid_argument', async () => {
   const tooMany = Array.from({ length: 31 }, (_, i) => `v${i}`);
   await assert.rejects(posts.where('owner', 'in', tooMany).get(), { code: 'invalid_argument', status: 400 });
 });
+
+test('explain() answers a plan for the same query body', async () => {
+  const plan = await posts.where('owner', '==', 'u1').orderBy('n').explain();
+  assert.equal(typeof plan, 'object');
+  assert.ok(Object.keys(plan).length > 0);
+});

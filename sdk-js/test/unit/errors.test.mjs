@@ -84,3 +84,13 @@ test('a bad base URL is an invalid_argument HearthError', () => {
   assert.throws(() => createClient('not a url'), (error) => error instanceof HearthError && error.code === 'invalid_argument');
   assert.throws(() => createClient('ftp://host'), { code: 'invalid_argument' });
 });
+
+test('a request that outlives requestTimeoutMs fails as unavailable', async () => {
+  const hangingFetch = (url, init) =>
+    new Promise((_, reject) => init.signal.addEventListener('abort', () => reject(init.signal.reason)));
+  const hearth = createClient('http://127.0.0.1:8080', { fetch: hangingFetch, requestTimeoutMs: 20 });
+  // AbortSignal.timeout does not keep Node alive (a real fetch's socket would): hold the loop open.
+  const keepAlive = setTimeout(() => {}, 5_000);
+  await assert.rejects(hearth.doc('a/b').get(), { code: 'unavailable', status: 0 });
+  clearTimeout(keepAlive);
+});

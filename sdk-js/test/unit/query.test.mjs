@@ -178,3 +178,11 @@ test('pages() follows nextPageToken until the server stops sending one', async (
   );
   assert.ok(calls.every((call) => call.body.limit === 2 && call.body.orderBy[0][0] === 'n'));
 });
+
+test('explain() posts the same body to /v1/query/explain', async () => {
+  const { hearth, calls } = clientWith(() => ({ body: { plan: 'scan' } }));
+  const plan = await hearth.collection('posts').where('n', '>', 1).explain();
+  assert.equal(calls[0].path, '/v1/query/explain');
+  assert.deepEqual(calls[0].body, { from: 'posts', where: ['n', '>', 1] });
+  assert.deepEqual(plan, { plan: 'scan' });
+});
