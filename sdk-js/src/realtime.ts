@@ -66,6 +66,8 @@ interface Subscription {
   deliver(applied: AppliedChange<WireDocument>[], version: number | undefined, first: boolean): void;
   fail(error: HearthError): void;
   delivered: boolean;
+  /** Set while recovering from an `unauthenticated` error by refreshing the token (once). */
+  authRetried: boolean;
 }
 
 type ConnectionState = 'idle' | 'connecting' | 'authenticating' | 'ready';
@@ -187,6 +189,7 @@ export class Realtime {
       version: undefined,
       view: new OrderedView<WireDocument>(),
       delivered: false,
+      authRetried: false,
       deliver: (applied, version, first) => {
         // A resume that brought nothing new is not worth a callback.
         if (!first && applied.length === 0) return;
@@ -308,6 +311,7 @@ export class Realtime {
         const subscription = this.subscriptions.get(message.id);
         if (!subscription) return;
         this.authRecoveries = 0;
+        subscription.authRetried = false;
         const first = !subscription.delivered;
         if (typeof message.version === 'number') subscription.version = message.version;
         const docs: WireDocument[] = Array.isArray(message.docs) ? message.docs : [];
@@ -319,6 +323,7 @@ export class Realtime {
         const subscription = this.subscriptions.get(message.id);
         if (!subscription) return;
         this.authRecoveries = 0;
+        subscription.authRetried = false;
         const first = !subscription.delivered;
         if (typeof message.version === 'number') subscription.version = message.version;
         const changes: WireChange<WireDocument>[] = Array.isArray(message.changes) ? message.changes : [];
@@ -339,9 +344,19 @@ export class Realtime {
     if (message.id !== undefined && message.id !== null) {
       const subscription = this.subscriptions.get(message.id);
       if (!subscription) return;
-      this.subscriptions.delete(message.id);
-      subscription.fail(error);
-      if (this.subscriptions.size === 0) this.scheduleIdleClose();
+      if (error.code === 'unauthenticated' && !subscription.authRetried && this.config.auth.currentUser) {
+        // The token expired before the background refresh ran (e.g. a sleeping laptop). Refresh
+        // (which re-sends `auth` on this socket) and subscribe again from the last version seen.
+        subscription.authRetried = true;
+        void this.config.auth.refresh().then(
+          () => {
+            if (this.subscriptions.get(subscription.id) === subscription && this.state === 'ready') this.sendSubscribe(subscription);
+          },
+          () => this.endSubscription(subscription, error),
+        );
+        return;
+      }
+      this.endSubscription(subscription, error);
       return;
     }
     // An error for the whole connection (bad or expired token). If the user has a session, one
@@ -355,6 +370,13 @@ export class Realtime {
       return;
     }
     this.failAll(error);
+  }
+
+  private endSubscription(subscription: Subscription, error: HearthError): void {
+    if (this.subscriptions.get(subscription.id) !== subscription) return;
+    this.subscriptions.delete(subscription.id);
+    subscription.fail(error);
+    if (this.subscriptions.size === 0) this.scheduleIdleClose();
   }
 
   private failAll(error: HearthError): void {

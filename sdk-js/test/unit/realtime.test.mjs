@@ -309,3 +309,33 @@ test('pongs keep a quiet connection alive', async () => {
   assert.equal(socket.closedByClient, null);
   hearth.close();
 });
+
+test('a subscription ended as unauthenticated while signed in is refreshed and resumed once', async () => {
+  let generation = 0;
+  const { hearth } = client({
+    serviceKey: null,
+    handler: (request) => {
+      if (request.path.includes('/v1/auth/')) {
+        generation++;
+        return { body: { user: { uid: 'u1' }, accessToken: `at-${generation}`, refreshToken: `rt-${generation}`, expiresIn: 900 } };
+      }
+      return { body: {} };
+    },
+  });
+  await hearth.auth.signIn({ email: 'a@b.c', password: 'x' });
+  const errors = [];
+  hearth.collection('notes').onSnapshot(() => {}, (e) => errors.push(e.code));
+  const socket = await openAndReady('u1');
+  socket.receive({ type: 'snapshot', id: 's1', version: 8, docs: [] });
+  socket.receive({ type: 'error', id: 's1', code: 'unauthenticated', message: 'token expired' });
+  await waitFor(() => socket.messages.filter((m) => m.type === 'subscribe').length === 2);
+  const tail = socket.messages.slice(-2);
+  assert.deepEqual(tail, [
+    { type: 'auth', token: 'at-2' },
+    { type: 'subscribe', id: 's1', query: { from: 'notes' }, resumeFrom: 8 },
+  ]);
+  // A second refusal without any data in between is final.
+  socket.receive({ type: 'error', id: 's1', code: 'unauthenticated', message: 'still expired' });
+  assert.deepEqual(errors, ['unauthenticated']);
+  hearth.close();
+});
