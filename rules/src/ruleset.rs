@@ -379,7 +379,16 @@ impl Ruleset {
             loader.error(span, kind);
         }
         let (service_functions, service_matches) = match file.service {
-            Some(service) => (service.body.functions, service.body.matches),
+            Some(service) => {
+                for allow in &service.body.allows {
+                    // An allow outside any match could never apply to a document path.
+                    loader.error(
+                        allow.span,
+                        RuleErrorKind::Invalid("`allow` must be inside a `match` block".into()),
+                    );
+                }
+                (service.body.functions, service.body.matches)
+            }
             None => (Vec::new(), Vec::new()),
         };
         let mut global_functions = file.functions;

@@ -61,6 +61,7 @@ fn broken_sources_report_every_error_with_a_caret() {
         ("integer overflow", wrap("    match /a/{b} { allow read: if 99999999999999999999 > 0; }")),
         ("v1 recursive wildcard in the middle", "service cloud.firestore { match /databases/{database}/documents { match /{p=**}/x/{y} { allow read; } } }".to_string()),
         ("match nesting beyond ten", format!("{}{}{}", wrap(&"match /a/{b} {\n".repeat(11)), "}".repeat(11), "")),
+        ("allow outside a match", "service cloud.firestore { allow read; }".to_string()),
         ("tab-indented caret", "service cloud.firestore {\n\tmatch /a/{b} {\n\t\tallow read: if ;\n\t}\n}".to_string()),
     ];
     let mut report = String::new();
