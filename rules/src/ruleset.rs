@@ -29,8 +29,9 @@ pub struct Ruleset {
     pub(crate) functions: Vec<CompiledFunction>,
     scopes: Vec<Scope>,
     pub(crate) roots: Vec<CompiledMatch>,
-    /// Regexes written as literals, compiled once at load: (anchored, pattern) → regex.
-    regexes: HashMap<(bool, String), Arc<regex::Regex>>,
+    /// Regexes written as literals, compiled once at load: `[unanchored, anchored]` maps from
+    /// pattern to regex (two maps so lookups by `&str` need no allocation).
+    regexes: [HashMap<String, Arc<regex::Regex>>; 2],
 }
 
 #[derive(Debug)]
@@ -413,7 +414,13 @@ impl Ruleset {
             functions: loader.functions,
             scopes: loader.scopes,
             roots,
-            regexes: loader.regexes,
+            regexes: {
+                let mut maps = [HashMap::new(), HashMap::new()];
+                for ((anchored, pattern), regex) in loader.regexes {
+                    maps[usize::from(anchored)].insert(pattern, regex);
+                }
+                maps
+            },
         })
     }
 
@@ -437,8 +444,7 @@ impl Ruleset {
         pattern: &str,
         anchored: bool,
     ) -> Option<Arc<regex::Regex>> {
-        // Looking up by an owned key allocates; literal patterns are short so this is cheap.
-        self.regexes.get(&(anchored, pattern.to_string())).cloned()
+        self.regexes[usize::from(anchored)].get(pattern).cloned()
     }
 
     /// Decides a single-document request (get, create, update, delete). Every matching `allow`

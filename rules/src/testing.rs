@@ -451,3 +451,29 @@ pub fn split_field_path(path: &str) -> Vec<String> {
     segments.push(current);
     segments
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn where_clauses_become_disjunctive_normal_form() {
+        let clause = serde_json::json!({"and": [["a", "==", 1], {"or": [["b", ">", 2], ["c", "array-contains", "x"]]}]});
+        let dnf = disjunctive_normal_form(&clause).unwrap();
+        assert_eq!(dnf.len(), 2);
+        assert_eq!(dnf[0].len(), 2);
+        assert_eq!(dnf[0][1].op, ConstraintOp::Gt(Value::Int(2)));
+        assert_eq!(dnf[1][1].field, vec!["c".to_string()]);
+        let bare = disjunctive_normal_form(&serde_json::json!(["a.b", "in", [1, 2]])).unwrap();
+        assert_eq!(bare[0][0].field, vec!["a".to_string(), "b".to_string()]);
+        assert!(disjunctive_normal_form(&serde_json::json!(["a", "~", 1])).is_err());
+        assert!(disjunctive_normal_form(&serde_json::json!(["a", "in", 1])).is_err());
+    }
+
+    #[test]
+    fn field_paths_split_on_dots_outside_back_quotes() {
+        assert_eq!(split_field_path("a.b"), vec!["a", "b"]);
+        assert_eq!(split_field_path("`first.name`.x"), vec!["first.name", "x"]);
+    }
+}
