@@ -303,28 +303,13 @@ export class Auth {
     if (this.refreshing) return this.refreshing;
     const attempt = (async () => {
       await this.loaded;
-      const session = this.session;
-      if (!session) throw new HearthError('unauthenticated', 'not signed in', { status: 401 });
-      let body: any;
-      try {
-        ({ body } = await this.transport.request('POST', '/v1/auth/refresh', {
-          body: { refreshToken: session.refreshToken },
-          authenticate: false,
-        }));
-      } catch (error) {
-        // Only a verdict on the refresh token itself ends the session; a network error does not.
-        if (error instanceof HearthError && (error.status === 401 || error.code === 'token_reused')) {
-          if (this.session === session) await this.replaceSession(null);
-        }
-        throw error;
+      // Browsers: serialise refreshes across tabs with the Web Locks API, so that a second tab
+      // waits and then adopts the session the first one stored (below) instead of racing it.
+      const locks = (globalThis as { navigator?: { locks?: { request?: Function } } }).navigator?.locks;
+      if (typeof locks?.request === 'function') {
+        return (await locks.request(`hearth.refresh:${this.storageKey}`, () => this.refreshNow())) as Session;
       }
-      if (this.session !== session) {
-        // Signed out (or in as someone else) while the refresh was in flight: drop its result.
-        throw new HearthError('unauthenticated', 'the session changed during refresh', { status: 401 });
-      }
-      const next = this.sessionFromBody(body, session.user);
-      await this.replaceSession(next);
-      return next;
+      return this.refreshNow();
     })();
     this.refreshing = attempt;
     const clear = () => {
@@ -332,6 +317,39 @@ export class Auth {
     };
     attempt.then(clear, clear);
     return attempt;
+  }
+
+  private async refreshNow(): Promise<Session> {
+    const session = this.session;
+    if (!session) throw new HearthError('unauthenticated', 'not signed in', { status: 401 });
+    // Another client sharing the store (a second tab with 'local') may have rotated the refresh
+    // token already; presenting the old one again would look like token theft and revoke the
+    // whole session family. Adopt its fresher session instead.
+    const shared = await this.readStoredSession();
+    if (shared && shared.refreshToken !== session.refreshToken && this.now() < shared.refreshAt && this.session === session) {
+      await this.replaceSession(shared, false);
+      return shared;
+    }
+    let body: any;
+    try {
+      ({ body } = await this.transport.request('POST', '/v1/auth/refresh', {
+        body: { refreshToken: session.refreshToken },
+        authenticate: false,
+      }));
+    } catch (error) {
+      // Only a verdict on the refresh token itself ends the session; a network error does not.
+      if (error instanceof HearthError && (error.status === 401 || error.code === 'token_reused')) {
+        if (this.session === session) await this.replaceSession(null);
+      }
+      throw error;
+    }
+    if (this.session !== session) {
+      // Signed out (or in as someone else) while the refresh was in flight: drop its result.
+      throw new HearthError('unauthenticated', 'the session changed during refresh', { status: 401 });
+    }
+    const next = this.sessionFromBody(body, session.user);
+    await this.replaceSession(next);
+    return next;
   }
 
   private async acceptAuthResult(body: any): Promise<AuthResult> {
@@ -383,26 +401,29 @@ export class Auth {
   }
 
   private async load(): Promise<void> {
-    try {
-      const text = await this.store.get(this.storageKey);
-      if (text) {
-        const parsed = JSON.parse(text) as Session;
-        if (typeof parsed.accessToken === 'string' && typeof parsed.refreshToken === 'string') {
-          this.session = parsed;
-          this.scheduleRefresh();
-        }
-      }
-    } catch {
-      // A corrupt or unreadable stored session is the same as none.
-      this.session = null;
-    }
+    this.session = await this.readStoredSession();
+    this.scheduleRefresh();
   }
 
-  private async replaceSession(next: Session | null): Promise<void> {
+  private async readStoredSession(): Promise<Session | null> {
+    try {
+      const text = await this.store.get(this.storageKey);
+      if (!text) return null;
+      const parsed = JSON.parse(text) as Session;
+      if (typeof parsed.accessToken === 'string' && typeof parsed.refreshToken === 'string') return parsed;
+    } catch {
+      // A corrupt or unreadable stored session is the same as none.
+    }
+    return null;
+  }
+
+  private async replaceSession(next: Session | null, persist = true): Promise<void> {
     const previous = this.session;
     this.session = next;
-    if (next) await this.store.set(this.storageKey, JSON.stringify(next));
-    else await this.store.remove(this.storageKey);
+    if (persist) {
+      if (next) await this.store.set(this.storageKey, JSON.stringify(next));
+      else await this.store.remove(this.storageKey);
+    }
     this.scheduleRefresh();
     if (previous?.accessToken !== next?.accessToken) {
       for (const listener of [...this.tokenListeners]) safeCall(listener, next?.accessToken ?? null);

@@ -238,3 +238,57 @@ test('anonymous sign-in, linking, profile and deletion use the auth routes', asy
   await assert.rejects(hearth.auth.getUser(), { code: 'unauthenticated' });
   hearth.close();
 });
+
+test('a client sharing the store adopts a session another client already refreshed', async () => {
+  const map = new Map();
+  const store = { get: (k) => map.get(k) ?? null, set: (k, v) => void map.set(k, v), remove: (k) => void map.delete(k) };
+  const server = authServer({ loginExpiresIn: 0.2, refreshExpiresIn: 900 });
+  const tabA = createClient('http://h', { fetch: server.fetch, session: store });
+  await tabA.auth.signIn({ email: 'ada@example.com', password: 'right' });
+  const tabB = createClient('http://h', { fetch: server.fetch, session: store });
+  await tabB.auth.ready();
+  await tabA.auth.refresh(); // Rotates rt-1 → rt-2 and stores it.
+  await tick(250); // Now B's copy of the session is stale too.
+  await tabB.collection('n').get();
+  const refreshes = server.calls.filter((c) => c.path === '/v1/auth/refresh').map((c) => c.body.refreshToken);
+  assert.deepEqual(refreshes, ['rt-1'], 'B adopted the stored session instead of presenting rt-1 again');
+  assert.equal(server.calls.at(-1).headers.authorization, 'Bearer at-2');
+  tabA.close();
+  tabB.close();
+});
+
+test('with Web Locks (browsers), simultaneous refreshes in two tabs present the refresh token once', async () => {
+  // A minimal navigator.locks: one holder per name, others queue (what browsers provide).
+  const queues = new Map();
+  const names = [];
+  const locks = {
+    request(name, callback) {
+      names.push(name);
+      const previous = queues.get(name) ?? Promise.resolve();
+      const run = previous.then(() => callback());
+      queues.set(name, run.catch(() => {}));
+      return run;
+    },
+  };
+  const hadNavigator = Object.getOwnPropertyDescriptor(globalThis, 'navigator');
+  Object.defineProperty(globalThis, 'navigator', { value: { locks }, configurable: true, writable: true });
+  try {
+    const map = new Map();
+    const store = { get: (k) => map.get(k) ?? null, set: (k, v) => void map.set(k, v), remove: (k) => void map.delete(k) };
+    const server = authServer({ loginExpiresIn: 0.001, refreshExpiresIn: 900, refreshDelayMs: 10 });
+    const tabA = createClient('http://h', { fetch: server.fetch, session: store });
+    await tabA.auth.signIn({ email: 'ada@example.com', password: 'right' });
+    const tabB = createClient('http://h', { fetch: server.fetch, session: store });
+    await tabB.auth.ready();
+    await tick(5);
+    await Promise.all([tabA.collection('n').get(), tabB.collection('n').get()]);
+    const refreshes = server.calls.filter((c) => c.path === '/v1/auth/refresh').map((c) => c.body.refreshToken);
+    assert.deepEqual(refreshes, ['rt-1']);
+    assert.ok(names.length > 0 && names.every((name) => name === 'hearth.refresh:hearth.session:http://h'));
+    tabA.close();
+    tabB.close();
+  } finally {
+    if (hadNavigator) Object.defineProperty(globalThis, 'navigator', hadNavigator);
+    else delete globalThis.navigator;
+  }
+});
