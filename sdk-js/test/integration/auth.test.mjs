@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createClient, HearthError } from '../../dist/index.js';
-import { hasRoute, startServer } from './server.mjs';
+import { hasRealtime, hasRoute, startServer } from './server.mjs';
 
 const RULES = `rules_version = '2';
 service cloud.firestore {
@@ -22,6 +22,7 @@ service cloud.firestore {
 
 let server;
 let supported = false;
+let realtimeSupported = false;
 const skipUnlessAuth = (t) => {
   if (!supported) t.skip('the server has no /v1/auth routes yet');
   return !supported;
@@ -32,6 +33,7 @@ before(async () => {
   writeFileSync(rulesFile, RULES);
   server = await startServer({ extraArgs: ['--rules', rulesFile] });
   supported = await hasRoute(server.url, 'POST', '/v1/auth/login', { email: 'probe@example.com', password: 'probe-password' });
+  realtimeSupported = await hasRealtime(server.url);
 });
 
 after(async () => {
@@ -168,4 +170,27 @@ test('a signed-in user reads and writes what the rules allow, and nothing else',
   assert.equal((await bob.collection('notes').where('owner', '==', b.uid).get()).size, 0);
   alice.close();
   bob.close();
+});
+
+test('realtime checks rules per subscription: an unprovable query is refused, a provable one streams', async (t) => {
+  if (skipUnlessAuth(t)) return;
+  if (!realtimeSupported) return t.skip('the server has no /v1/realtime endpoint yet');
+  const alice = createClient(server.url);
+  const { user } = await alice.auth.signUp({ email: email(), password });
+  const refused = await new Promise((resolve) => {
+    alice.collection('notes').onSnapshot(
+      () => resolve(null),
+      (error) => resolve(error),
+    );
+  });
+  assert.ok(refused instanceof HearthError);
+  assert.equal(refused.code, 'permission_denied');
+  const snapshots = [];
+  const stop = alice.collection('notes').where('owner', '==', user.uid).onSnapshot((s) => snapshots.push(s));
+  await alice.collection('notes').add({ owner: user.uid, text: 'live' });
+  const deadline = Date.now() + 10_000;
+  while (!snapshots.some((s) => s.size === 1) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.ok(snapshots.some((s) => s.size === 1 && s.docs[0].data().text === 'live'));
+  stop();
+  alice.close();
 });
