@@ -23,7 +23,7 @@ enum Target {
 
 fn target(raw: &str) -> Result<Target, ApiError> {
     let segments = raw.trim_matches('/').split('/').count();
-    if segments % 2 == 0 {
+    if segments.is_multiple_of(2) {
         Ok(Target::Document(
             DocPath::parse(raw).map_err(|e| ApiError::invalid(e.message))?,
         ))

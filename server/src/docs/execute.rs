@@ -15,6 +15,8 @@ use crate::store::{ReadView, Space};
 
 /// Keys read per scan step: large enough to amortise a read, small enough to stop early.
 const SCAN_CHUNK: usize = 256;
+/// The smallest scan step, so a filter that drops a few candidates does not cost many steps.
+const MIN_SCAN_CHUNK: usize = 8;
 
 /// The answer to a query: a page of documents, or aggregates.
 #[derive(Debug)]
@@ -40,7 +42,14 @@ fn collect(
     'ranges: for range in &plan.ranges {
         let mut range = range.clone();
         loop {
-            let entries = view.scan(plan.space, &range, SCAN_CHUNK, plan.reverse)?;
+            // An ordered scan that needs few more documents reads little more than that.
+            let chunk = match enough {
+                Some(n) if plan.ordered => n
+                    .saturating_sub(matched.len())
+                    .clamp(MIN_SCAN_CHUNK, SCAN_CHUNK),
+                _ => SCAN_CHUNK,
+            };
+            let entries = view.scan(plan.space, &range, chunk, plan.reverse)?;
             let Some((last_key, _)) = entries.last() else {
                 break;
             };
@@ -49,7 +58,7 @@ fn collect(
             } else {
                 range.after(last_key)
             };
-            let exhausted = entries.len() < SCAN_CHUNK;
+            let exhausted = entries.len() < chunk;
             let documents: Vec<(Vec<u8>, Vec<u8>)> = match plan.space {
                 Space::Documents => entries,
                 _ => {

@@ -432,10 +432,10 @@ pub fn name_field() -> FieldPath {
 
 fn collect_inequality_fields(filter: &Filter, out: &mut Vec<FieldPath>) {
     match filter {
-        Filter::Field { field, op, .. } if op.is_inequality() && !field.is_document_id() => {
-            if !out.contains(field) {
-                out.push(field.clone());
-            }
+        Filter::Field { field, op, .. }
+            if op.is_inequality() && !field.is_document_id() && !out.contains(field) =>
+        {
+            out.push(field.clone());
         }
         Filter::And(parts) | Filter::Or(parts) => {
             parts.iter().for_each(|p| collect_inequality_fields(p, out))

@@ -237,8 +237,12 @@ mod tests {
             any::<f64>()
                 .prop_filter("finite", |d| d.is_finite())
                 .prop_map(Value::Double),
-            prop_oneof![Just(0.0f64), Just(-0.0f64), Just(9.223372036854775807e18)]
-                .prop_map(Value::Double),
+            prop_oneof![
+                Just(0.0f64),
+                Just(-0.0f64),
+                Just(9_223_372_036_854_775_808.0)
+            ]
+            .prop_map(Value::Double),
             ".{0,6}".prop_map(Value::String),
             proptest::collection::vec(any::<u8>(), 0..5).prop_map(Value::Bytes),
             (-1000i64..1000)

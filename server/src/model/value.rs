@@ -374,10 +374,11 @@ fn compare_int_double(i: i64, d: f64) -> Ordering {
     if d.is_nan() {
         return Ordering::Greater;
     }
-    if d >= 9.223_372_036_854_775_807e18 {
+    // 2^63: the first double above every i64.
+    if d >= 9_223_372_036_854_775_808.0 {
         return Ordering::Less;
     }
-    if d < -9.223_372_036_854_775_808e18 {
+    if d < -9_223_372_036_854_775_808.0 {
         return Ordering::Greater;
     }
     let truncated = d.trunc() as i64;

@@ -3,6 +3,9 @@
 //! Concurrent commits queue on a channel; the writer drains what is queued, checks and applies
 //! each write set inside one redb transaction, then commits once (one fsync) and answers them
 //! all. A write set whose checks fail is skipped without touching the others.
+//!
+//! Every key space lives in one redb table, keys prefixed by a space byte: a commit then dirties
+//! one B-tree instead of four, which measurably cuts the pages written per fsync.
 
 use std::ops::Bound;
 use std::path::Path;
@@ -24,26 +27,36 @@ use crate::metrics::Metrics;
 
 type Table = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
-const DOCUMENTS: Table = TableDefinition::new("documents");
-const INDEX: Table = TableDefinition::new("index");
-const CHANGE_LOG: Table = TableDefinition::new("change_log");
-const META: Table = TableDefinition::new("meta");
+/// The single table holding every key space.
+const DATA: Table = TableDefinition::new("hearth");
 
-/// Where the writer keeps the next commit version.
+/// Where the writer keeps the next commit version (in the `Meta` space).
 const NEXT_VERSION_KEY: &[u8] = b"__store.next_version";
 
-fn table(space: Space) -> Table {
+fn space_tag(space: Space) -> u8 {
     match space {
-        Space::Documents => DOCUMENTS,
-        Space::Index => INDEX,
-        Space::ChangeLog => CHANGE_LOG,
-        Space::Meta => META,
+        Space::Documents => b'd',
+        Space::Index => b'i',
+        Space::ChangeLog => b'l',
+        Space::Meta => b'm',
     }
 }
 
-/// Position of a space in `Space::ALL`, which is also the order tables are opened in.
-fn table_of(space: Space) -> usize {
-    Space::ALL.iter().position(|s| *s == space).unwrap_or(0)
+/// The physical key: the space byte, then the key.
+fn physical(space: Space, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + 1);
+    out.push(space_tag(space));
+    out.extend_from_slice(key);
+    out
+}
+
+fn physical_bound(space: Space, bound: &Bound<Vec<u8>>, start: bool) -> Bound<Vec<u8>> {
+    match bound {
+        Bound::Included(k) => Bound::Included(physical(space, k)),
+        Bound::Excluded(k) => Bound::Excluded(physical(space, k)),
+        Bound::Unbounded if start => Bound::Included(vec![space_tag(space)]),
+        Bound::Unbounded => Bound::Excluded(vec![space_tag(space) + 1]),
+    }
 }
 
 fn engine(err: impl std::fmt::Display) -> StoreError {
@@ -96,12 +109,11 @@ impl RedbStore {
         let db = Arc::new(Database::create(&file).map_err(engine)?);
         let next_version = {
             let txn = db.begin_write().map_err(engine)?;
-            for space in Space::ALL {
-                txn.open_table(table(space)).map_err(engine)?;
-            }
             let next = {
-                let meta = txn.open_table(META).map_err(engine)?;
-                let stored = meta.get(NEXT_VERSION_KEY).map_err(engine)?;
+                let table = txn.open_table(DATA).map_err(engine)?;
+                let stored = table
+                    .get(physical(Space::Meta, NEXT_VERSION_KEY).as_slice())
+                    .map_err(engine)?;
                 stored
                     .and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes))
                     .unwrap_or(1)
@@ -197,11 +209,11 @@ struct RedbReadView {
 
 impl ReadView for RedbReadView {
     fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let table = self.txn.open_table(table(space)).map_err(engine)?;
+        let table = self.txn.open_table(DATA).map_err(engine)?;
         keys.iter()
             .map(|key| {
                 Ok(table
-                    .get(key.as_slice())
+                    .get(physical(space, key).as_slice())
                     .map_err(engine)?
                     .map(|v| v.value().to_vec()))
             })
@@ -218,34 +230,42 @@ impl ReadView for RedbReadView {
         if range.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let table = self.txn.open_table(table(space)).map_err(engine)?;
-        let bounds: (Bound<&[u8]>, Bound<&[u8]>) =
-            (as_ref_bound(&range.start), as_ref_bound(&range.end));
+        let table = self.txn.open_table(DATA).map_err(engine)?;
+        let start = physical_bound(space, &range.start, true);
+        let end = physical_bound(space, &range.end, false);
+        let bounds: (Bound<&[u8]>, Bound<&[u8]>) = (as_ref_bound(&start), as_ref_bound(&end));
         let iter = table.range::<&[u8]>(bounds).map_err(engine)?;
-        let mut out = Vec::new();
-        let mut push = |item: Result<
-            (redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>),
-            redb::StorageError,
-        >| {
-            let (k, v) = item.map_err(engine)?;
-            out.push((k.value().to_vec(), v.value().to_vec()));
-            Ok::<bool, StoreError>(out.len() >= limit)
-        };
         if reverse {
-            for item in iter.rev() {
-                if push(item)? {
-                    break;
-                }
-            }
+            take_entries(iter.rev(), limit)
         } else {
-            for item in iter {
-                if push(item)? {
-                    break;
-                }
-            }
+            take_entries(iter, limit)
         }
-        Ok(out)
     }
+}
+
+/// Copies up to `limit` entries out of a redb range iterator.
+fn take_entries<'a>(
+    iter: impl Iterator<
+        Item = Result<
+            (
+                redb::AccessGuard<'a, &'static [u8]>,
+                redb::AccessGuard<'a, &'static [u8]>,
+            ),
+            redb::StorageError,
+        >,
+    >,
+    limit: usize,
+) -> Result<Vec<Entry>, StoreError> {
+    let mut out = Vec::new();
+    for item in iter.take(limit) {
+        let (key, value) = item.map_err(engine)?;
+        // Strip the space byte: callers see their own keys.
+        out.push((
+            key.value().get(1..).unwrap_or_default().to_vec(),
+            value.value().to_vec(),
+        ));
+    }
+    Ok(out)
 }
 
 fn as_ref_bound(bound: &Bound<Vec<u8>>) -> Bound<&[u8]> {
@@ -322,18 +342,13 @@ impl Writer {
         txn.set_durability(Durability::Immediate).map_err(engine)?;
         let mut results = Vec::with_capacity(group.len());
         {
-            let mut tables = Space::ALL
-                .iter()
-                .map(|&space| txn.open_table(table(space)).map(|t| (space, t)))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(engine)?;
+            let mut table = txn.open_table(DATA).map_err(engine)?;
             for pending in group {
                 let write_set = &pending.write_set;
                 let mut ok = true;
                 for check in &write_set.checks {
-                    let current = tables[table_of(check.space)]
-                        .1
-                        .get(check.key.as_slice())
+                    let current = table
+                        .get(physical(check.space, &check.key).as_slice())
                         .map_err(engine)?;
                     let version = current.as_ref().map(|v| {
                         v.value()
@@ -364,7 +379,7 @@ impl Writer {
                             value,
                             stamp_version,
                         } => {
-                            let table = &mut tables[table_of(*space)].1;
+                            let key = physical(*space, key);
                             if *stamp_version && value.len() >= 8 {
                                 let mut stamped = value.clone();
                                 stamped[..8].copy_from_slice(&version.to_be_bytes());
@@ -378,26 +393,24 @@ impl Writer {
                             }
                         }
                         WriteOp::Delete { space, key } => {
-                            tables[table_of(*space)]
-                                .1
-                                .remove(key.as_slice())
+                            table
+                                .remove(physical(*space, key).as_slice())
                                 .map_err(engine)?;
                         }
                     }
                 }
                 if let Some(change) = &write_set.change {
-                    let key = version.to_be_bytes();
-                    tables[table_of(Space::ChangeLog)]
-                        .1
+                    let key = physical(Space::ChangeLog, &version.to_be_bytes());
+                    table
                         .insert(key.as_slice(), change.as_slice())
                         .map_err(engine)?;
                 }
                 results.push(Ok(version));
             }
             let next = self.next_version.to_be_bytes();
-            tables[table_of(Space::Meta)]
-                .1
-                .insert(NEXT_VERSION_KEY, next.as_slice())
+            let key = physical(Space::Meta, NEXT_VERSION_KEY);
+            table
+                .insert(key.as_slice(), next.as_slice())
                 .map_err(engine)?;
         }
         txn.commit().map_err(engine)?;

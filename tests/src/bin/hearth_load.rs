@@ -1,1 +1,242 @@
-fn main() {}
+//! The load tool: drives a running Hearth server (or the bare baseline server) over HTTP with a
+//! fixed number of concurrent clients and reports throughput and latency percentiles.
+//!
+//! `scripts/bench` runs it the way `docs/benchmarks.md` reports: server on core 0, this tool on
+//! core 1. Every scenario is bounded in time and talks only to the given (loopback) URL.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value as Json};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Scenario {
+    /// POST new documents (durable creates).
+    Create,
+    /// GET documents by ID (seeds `--docs` documents first unless `--no-seed`).
+    Get,
+    /// `owner == X and n > Y order by n desc limit 20` over `--docs` documents with a composite index.
+    Query,
+    /// GET `/` of the bare baseline server (any URL that answers GET).
+    Raw,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "hearth-load", about = "Load generator for Hearth")]
+struct Args {
+    #[arg(value_enum)]
+    scenario: Scenario,
+    /// Base URL of the server (loopback only).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Service key (Bearer token).
+    #[arg(long, env = "HEARTH_SERVICE_KEY", default_value = "")]
+    key: String,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Seconds of measurement.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Documents to seed for get and query.
+    #[arg(long, default_value_t = 1_000)]
+    docs: usize,
+    /// Skip seeding (the data is already there).
+    #[arg(long)]
+    no_seed: bool,
+    /// Collection to use.
+    #[arg(long, default_value = "bench")]
+    collection: String,
+    /// Write one document's GET response body here after seeding (the baseline serves it).
+    #[arg(long)]
+    sample_body: Option<std::path::PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if !is_loopback(&args.url) {
+        anyhow::bail!(
+            "refusing to load {}: only loopback addresses are allowed",
+            args.url
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+fn is_loopback(url: &str) -> bool {
+    let host = url
+        .trim_start_matches("http://")
+        .split(['/', ':'])
+        .next()
+        .unwrap_or("");
+    host == "localhost" || host.starts_with("127.") || host == "[::1]"
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency * 2)
+        .build()?;
+    let args = Arc::new(args);
+    match args.scenario {
+        Scenario::Get if !args.no_seed => seed(&client, &args, false).await?,
+        Scenario::Query if !args.no_seed => seed(&client, &args, true).await?,
+        _ => {}
+    }
+    if let Some(path) = &args.sample_body {
+        let body = client
+            .get(format!("{}/v1/docs/{}/d0", args.url, args.collection))
+            .bearer_auth(&args.key)
+            .send()
+            .await?
+            .bytes()
+            .await?;
+        std::fs::write(path, &body)?;
+    }
+    // Warm up connections and caches for one second before measuring.
+    measure(&client, &args, Duration::from_secs(1)).await?;
+    let (histogram, errors, elapsed) =
+        measure(&client, &args, Duration::from_secs(args.seconds)).await?;
+    let count = histogram.len();
+    let report = json!({
+        "scenario": format!("{:?}", args.scenario).to_lowercase(),
+        "concurrency": args.concurrency,
+        "seconds": elapsed.as_secs_f64(),
+        "requests": count,
+        "errors": errors,
+        "throughput_per_s": (count as f64 / elapsed.as_secs_f64()).round(),
+        "p50_ms": histogram.value_at_quantile(0.50) as f64 / 1000.0,
+        "p99_ms": histogram.value_at_quantile(0.99) as f64 / 1000.0,
+        "max_ms": histogram.max() as f64 / 1000.0,
+    });
+    println!("{report}");
+    if errors > 0 {
+        anyhow::bail!("{errors} requests failed");
+    }
+    Ok(())
+}
+
+/// Seeds `--docs` documents in batches of 500; for queries also the composite index.
+async fn seed(client: &reqwest::Client, args: &Args, for_query: bool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut rng = rand::rng();
+    for chunk_start in (0..args.docs).step_by(500) {
+        let writes: Vec<Json> = (chunk_start..(chunk_start + 500).min(args.docs))
+            .map(|i| {
+                json!({"op": "set", "path": format!("{}/d{i}", args.collection), "data": {
+                    "owner": format!("u{}", i % 100),
+                    "n": rng.random_range(0..10_000),
+                    "title": format!("document number {i}"),
+                    "body": "x".repeat(700),
+                    "tags": ["a", "b"],
+                }})
+            })
+            .collect();
+        let response = client
+            .post(format!("{}/v1/batch", args.url))
+            .bearer_auth(&args.key)
+            .json(&json!({ "writes": writes }))
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            anyhow::bail!("seeding failed: {}", response.text().await?);
+        }
+    }
+    if for_query {
+        let response = client
+            .post(format!("{}/v1/admin/indexes", args.url))
+            .bearer_auth(&args.key)
+            .json(&json!({"collection": args.collection, "fields": [["owner", "asc"], ["n", "desc"]]}))
+            .send()
+            .await?;
+        let status = response.status();
+        if !status.is_success() && status != reqwest::StatusCode::CONFLICT {
+            anyhow::bail!("creating the index failed: {}", response.text().await?);
+        }
+        loop {
+            let list: Json = client
+                .get(format!("{}/v1/admin/indexes", args.url))
+                .bearer_auth(&args.key)
+                .send()
+                .await?
+                .json()
+                .await?;
+            let ready = list["indexes"]
+                .as_array()
+                .is_some_and(|ixs| ixs.iter().all(|ix| ix["state"] == "ready"));
+            if ready {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    eprintln!(
+        "seeded {} documents in {:.1}s",
+        args.docs,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Runs the scenario with `--concurrency` clients for `duration`.
+async fn measure(
+    client: &reqwest::Client,
+    args: &Arc<Args>,
+    duration: Duration,
+) -> anyhow::Result<(Histogram<u64>, u64, Duration)> {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::with_capacity(args.concurrency);
+    for _ in 0..args.concurrency {
+        let client = client.clone();
+        let args = args.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut histogram = Histogram::<u64>::new(3).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut errors = 0u64;
+            // A Send generator: the task may move between runtime threads.
+            let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
+            while Instant::now() < deadline {
+                let request = match args.scenario {
+                    Scenario::Create => client
+                        .post(format!("{}/v1/docs/{}", args.url, args.collection))
+                        .json(&json!({"owner": "load", "n": rng.random_range(0..10_000), "title": "created by hearth-load"})),
+                    Scenario::Get => client.get(format!("{}/v1/docs/{}/d{}", args.url, args.collection, rng.random_range(0..args.docs))),
+                    Scenario::Query => client.post(format!("{}/v1/query", args.url)).json(&json!({
+                        "from": args.collection,
+                        "where": {"and": [["owner", "==", format!("u{}", rng.random_range(0..100))], ["n", ">", rng.random_range(0..9_000)]]},
+                        "orderBy": [["n", "desc"]],
+                        "limit": 20
+                    })),
+                    Scenario::Raw => client.get(format!("{}/", args.url)),
+                };
+                let sent = Instant::now();
+                let ok = match request.bearer_auth(&args.key).send().await {
+                    Ok(response) => {
+                        let success = response.status().is_success();
+                        success && response.bytes().await.is_ok()
+                    }
+                    Err(_) => false,
+                };
+                if ok {
+                    histogram.record(sent.elapsed().as_micros() as u64).map_err(|e| anyhow::anyhow!("{e}"))?;
+                } else {
+                    errors += 1;
+                }
+            }
+            Ok::<_, anyhow::Error>((histogram, errors))
+        }));
+    }
+    let mut total = Histogram::<u64>::new(3).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut errors = 0;
+    for task in tasks {
+        let (histogram, task_errors) = task.await??;
+        total.add(&histogram).map_err(|e| anyhow::anyhow!("{e}"))?;
+        errors += task_errors;
+    }
+    Ok((total, errors, started.elapsed()))
+}
