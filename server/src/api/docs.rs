@@ -13,6 +13,7 @@ use crate::docs::query::Query;
 use crate::docs::write::{Precondition, Write, WriteEffect, WriteKind};
 use crate::docs::{CommitOutcome, RawDocument};
 use crate::error::{ApiError, ErrorCode};
+use crate::model::document::response_bytes;
 use crate::model::{CollectionPath, DocId, DocPath, Document};
 
 /// A path under `/v1/docs/`: a document or a collection, by its number of segments.
@@ -108,31 +109,11 @@ fn written(outcome: CommitOutcome) -> Result<(WriteEffect, Option<Document>), Ap
     Ok((result.effect, result.document))
 }
 
-/// Splices the stored data bytes into the response without decoding them.
 fn raw_document_response(path: &DocPath, raw: &RawDocument) -> HttpResponse {
-    let header = raw.header;
-    let mut body = Vec::with_capacity(raw.bytes.len() + 160);
-    body.extend_from_slice(b"{\"path\":");
-    body.extend_from_slice(
-        Json::String(path.as_str().to_string())
-            .to_string()
-            .as_bytes(),
-    );
-    body.extend_from_slice(b",\"id\":");
-    body.extend_from_slice(Json::String(path.id().to_string()).to_string().as_bytes());
-    body.extend_from_slice(b",\"data\":");
-    body.extend_from_slice(raw.data_json());
-    body.extend_from_slice(
-        format!(
-            ",\"createTime\":\"{}\",\"updateTime\":\"{}\",\"version\":{}}}",
-            header.create_time, header.update_time, header.version
-        )
-        .as_bytes(),
-    );
     HttpResponse::Ok()
-        .insert_header(etag(header.version))
+        .insert_header(etag(raw.header.version))
         .content_type("application/json")
-        .body(body)
+        .body(response_bytes(path, &raw.bytes))
 }
 
 pub async fn get(
@@ -140,7 +121,7 @@ pub async fn get(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Caller::require_document_access(&request, &state.service_key)?;
+    Caller::require_document_access(&request, &state).await?;
     match target(&path)? {
         Target::Document(path) => match state.docs.get_raw(path.clone()).await? {
             Some(raw) => Ok(raw_document_response(&path, &raw)),
@@ -198,17 +179,34 @@ async fn list(
         QueryAnswer::Documents {
             documents,
             next_page_token,
-        } => Ok(HttpResponse::Ok().json(documents_body(documents, next_page_token))),
+        } => Ok(documents_response(documents, next_page_token)),
         QueryAnswer::Aggregates(_) => Err(ApiError::internal(&"a list produced aggregates")),
     }
 }
 
-pub fn documents_body(documents: Vec<Json>, next_page_token: Option<String>) -> Json {
-    let mut body = json!({ "documents": documents });
-    if let Some(token) = next_page_token {
-        body["nextPageToken"] = json!(token);
+/// `{"documents": [...], "nextPageToken"?}` from documents already encoded as JSON.
+pub fn documents_response(
+    documents: Vec<Vec<u8>>,
+    next_page_token: Option<String>,
+) -> HttpResponse {
+    let size: usize = documents.iter().map(|d| d.len() + 1).sum();
+    let mut body = Vec::with_capacity(size + 64);
+    body.extend_from_slice(b"{\"documents\":[");
+    for (i, document) in documents.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(document);
     }
-    body
+    body.push(b']');
+    if let Some(token) = next_page_token {
+        body.extend_from_slice(b",\"nextPageToken\":");
+        body.extend_from_slice(Json::String(token).to_string().as_bytes());
+    }
+    body.push(b'}');
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body)
 }
 
 pub async fn put(
@@ -217,7 +215,7 @@ pub async fn put(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Caller::require_document_access(&request, &state.service_key)?;
+    Caller::require_document_access(&request, &state).await?;
     let path = document_path(&path)?;
     let (precondition, create_only) = precondition(request.headers(), true)?;
     let body = read_json(payload, state.limits.max_body_bytes).await?;
@@ -256,7 +254,7 @@ pub async fn patch(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Caller::require_document_access(&request, &state.service_key)?;
+    Caller::require_document_access(&request, &state).await?;
     let path = document_path(&path)?;
     let (precondition, _) = precondition(request.headers(), false)?;
     let body = read_json(payload, state.limits.max_body_bytes).await?;
@@ -282,7 +280,7 @@ pub async fn delete(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Caller::require_document_access(&request, &state.service_key)?;
+    Caller::require_document_access(&request, &state).await?;
     let path = document_path(&path)?;
     let (precondition, _) = precondition(request.headers(), false)?;
     state
@@ -302,7 +300,7 @@ pub async fn post(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Caller::require_document_access(&request, &state.service_key)?;
+    Caller::require_document_access(&request, &state).await?;
     let collection = match target(&path)? {
         Target::Collection(collection) => collection,
         Target::Document(path) => {

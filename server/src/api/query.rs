@@ -5,7 +5,7 @@ use serde_json::{json, Value as Json};
 
 use super::body::read_json;
 use super::caller::Caller;
-use super::docs::documents_body;
+use super::docs::documents_response;
 use super::AppState;
 use crate::docs::execute::QueryAnswer;
 use crate::docs::query::Query;
@@ -18,17 +18,19 @@ pub async fn run_query(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Caller::require_document_access(&request, &state.service_key)?;
+    Caller::require_document_access(&request, &state).await?;
     let body = read_json(payload, state.limits.max_body_bytes).await?;
     let query = Query::from_json(&body, state.docs.limits().max_page_size)?;
     let answer = state.docs.query(query).await?;
-    Ok(HttpResponse::Ok().json(match answer {
+    Ok(match answer {
         QueryAnswer::Documents {
             documents,
             next_page_token,
-        } => documents_body(documents, next_page_token),
-        QueryAnswer::Aggregates(aggregates) => json!({ "aggregates": aggregates }),
-    }))
+        } => documents_response(documents, next_page_token),
+        QueryAnswer::Aggregates(aggregates) => {
+            HttpResponse::Ok().json(json!({ "aggregates": aggregates }))
+        }
+    })
 }
 
 pub async fn explain_query(
@@ -36,7 +38,7 @@ pub async fn explain_query(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Caller::require_document_access(&request, &state.service_key)?;
+    Caller::require_document_access(&request, &state).await?;
     let body = read_json(payload, state.limits.max_body_bytes).await?;
     let query = Query::from_json(&body, state.docs.limits().max_page_size)?;
     Ok(HttpResponse::Ok().json(state.docs.explain(&query)))
@@ -47,7 +49,7 @@ pub async fn batch(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Caller::require_document_access(&request, &state.service_key)?;
+    Caller::require_document_access(&request, &state).await?;
     let body = read_json(payload, state.limits.max_body_bytes).await?;
     let writes = parse_batch(&body, state.limits.max_batch_writes)?;
     let outcome = state.docs.commit(writes).await?;

@@ -9,8 +9,9 @@ use super::error::DocsError;
 use super::index::Direction;
 use super::planner::Plan;
 use super::query::{compare_keys, order_key, project, PageToken, Query};
+use crate::model::document::response_bytes;
 use crate::model::keys::document_path_from_key;
-use crate::model::{Document, FieldPath, Value};
+use crate::model::{DocPath, Document, FieldPath, Value};
 use crate::store::{ReadView, Space};
 
 /// Keys read per scan step: large enough to amortise a read, small enough to stop early.
@@ -21,22 +22,42 @@ const MIN_SCAN_CHUNK: usize = 8;
 /// The answer to a query: a page of documents, or aggregates.
 #[derive(Debug)]
 pub enum QueryAnswer {
+    /// Each document as its JSON response bytes.
     Documents {
-        documents: Vec<Json>,
+        documents: Vec<Vec<u8>>,
         next_page_token: Option<String>,
     },
     Aggregates(Json),
 }
 
+/// A matching document: always its path and stored bytes; decoded unless the plan made that
+/// unnecessary.
+struct Found {
+    path: DocPath,
+    bytes: Vec<u8>,
+    document: Option<Document>,
+}
+
+impl Found {
+    fn decoded(&self) -> Result<Document, DocsError> {
+        match &self.document {
+            Some(document) => Ok(document.clone()),
+            None => Ok(Document::decode_from_store(self.path.clone(), &self.bytes)?),
+        }
+    }
+}
+
 /// Collects matching documents, stopping early once `enough` are found if the scan is ordered.
+/// Without `decode` (only for exact, ordered plans) documents are taken as the index proves them.
 fn collect(
     view: &dyn ReadView,
     query: &Query,
     plan: &Plan,
     enough: Option<usize>,
-) -> Result<Vec<Document>, DocsError> {
+    decode: bool,
+) -> Result<Vec<Found>, DocsError> {
     let order = query.effective_order();
-    let mut matched = Vec::new();
+    let mut matched: Vec<Found> = Vec::new();
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
     let dedupe = plan.ranges.len() > 1;
     'ranges: for range in &plan.ranges {
@@ -78,12 +99,25 @@ fn collect(
                 let Some(path) = document_path_from_key(&key) else {
                     continue;
                 };
-                let document = Document::decode_from_store(path, &bytes)?;
-                if query.matches(&document, &order) {
-                    matched.push(document);
-                    if plan.ordered && enough.is_some_and(|n| matched.len() >= n) {
-                        break 'ranges;
+                if decode {
+                    let document = Document::decode_from_store(path.clone(), &bytes)?;
+                    if !query.matches(&document, &order) {
+                        continue;
                     }
+                    matched.push(Found {
+                        path,
+                        bytes,
+                        document: Some(document),
+                    });
+                } else {
+                    matched.push(Found {
+                        path,
+                        bytes,
+                        document: None,
+                    });
+                }
+                if plan.ordered && enough.is_some_and(|n| matched.len() >= n) {
+                    break 'ranges;
                 }
             }
             if exhausted {
@@ -92,7 +126,8 @@ fn collect(
         }
     }
     if !plan.ordered {
-        matched.sort_by(|a, b| match (order_key(a, &order), order_key(b, &order)) {
+        let key = |f: &Found| f.document.as_ref().and_then(|d| order_key(d, &order));
+        matched.sort_by(|a, b| match (key(a), key(b)) {
             (Some(x), Some(y)) => compare_keys(&x, &y, &order),
             _ => std::cmp::Ordering::Equal,
         });
@@ -107,59 +142,69 @@ pub fn run(
     plan: &Plan,
     page_size: usize,
 ) -> Result<QueryAnswer, DocsError> {
+    // When the scanned range is exactly the answer, in order, documents need no decoding:
+    // their stored bytes go to the client as they are.
+    let raw = plan.exact
+        && plan.ordered
+        && query.start.is_none()
+        && query.end.is_none()
+        && query.page_token.is_none()
+        && query.select.is_none();
     if let Some(aggregate) = &query.aggregate {
+        let count_only = aggregate.sum.is_empty() && aggregate.avg.is_empty();
         let enough = query.limit.map(|l| l + query.offset);
-        let documents = collect(view, query, plan, enough)?;
-        let window = window(&documents, query.offset, query.limit.unwrap_or(usize::MAX));
+        let found = collect(view, query, plan, enough, !(raw && count_only))?;
+        let window = window(&found, query.offset, query.limit.unwrap_or(usize::MAX));
         let mut out = JsonMap::new();
         if aggregate.count {
             out.insert("count".into(), json!(window.len()));
         }
+        let documents: Vec<&Document> = window.iter().filter_map(|f| f.document.as_ref()).collect();
         for field in &aggregate.sum {
-            out.insert(format!("sum_{field}"), sum(window, field).to_json());
+            out.insert(format!("sum_{field}"), sum(&documents, field).to_json());
         }
         for field in &aggregate.avg {
-            out.insert(format!("avg_{field}"), average(window, field));
+            out.insert(format!("avg_{field}"), average(&documents, field));
         }
         return Ok(QueryAnswer::Aggregates(Json::Object(out)));
     }
 
-    let (limit, paged) = match query.limit {
-        Some(limit) => (limit, true),
-        None => (page_size, true),
-    };
+    let limit = query.limit.unwrap_or(page_size);
     // One more than needed tells whether another page exists.
-    let documents = collect(view, query, plan, Some(query.offset + limit + 1))?;
-    let page = window(&documents, query.offset, limit);
-    let more = documents.len() > query.offset + limit;
+    let found = collect(view, query, plan, Some(query.offset + limit + 1), !raw)?;
+    let page = window(&found, query.offset, limit);
+    let more = found.len() > query.offset + limit;
     let order = query.effective_order();
     let next_page_token = match page.last() {
-        Some(last) if paged && more && limit > 0 => {
-            order_key(last, &order).map(|values| PageToken { values }.encode(query.fingerprint))
+        Some(last) if more && limit > 0 => {
+            let last = last.decoded()?;
+            order_key(&last, &order).map(|values| PageToken { values }.encode(query.fingerprint))
         }
         _ => None,
     };
     let documents = page
         .iter()
-        .map(|d| match &query.select {
-            Some(fields) => d.to_json_with_data(project(d, fields)),
-            None => d.to_json(),
+        .map(|f| match (&f.document, &query.select) {
+            (Some(d), Some(fields)) => serde_json::to_vec(&d.to_json_with_data(project(d, fields))),
+            (Some(d), None) => serde_json::to_vec(&d.to_json()),
+            (None, _) => Ok(response_bytes(&f.path, &f.bytes)),
         })
-        .collect();
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| DocsError::Task(err.to_string()))?;
     Ok(QueryAnswer::Documents {
         documents,
         next_page_token,
     })
 }
 
-fn window(documents: &[Document], offset: usize, limit: usize) -> &[Document] {
+fn window<T>(documents: &[T], offset: usize, limit: usize) -> &[T] {
     let start = offset.min(documents.len());
     let end = start.saturating_add(limit).min(documents.len());
     &documents[start..end]
 }
 
 /// Sum of the numeric values of `field`: an int while every value is an int and it fits.
-fn sum(documents: &[Document], field: &FieldPath) -> Value {
+fn sum(documents: &[&Document], field: &FieldPath) -> Value {
     let mut int_sum: Option<i64> = Some(0);
     let mut double_sum = 0.0f64;
     for document in documents {
@@ -181,7 +226,7 @@ fn sum(documents: &[Document], field: &FieldPath) -> Value {
     }
 }
 
-fn average(documents: &[Document], field: &FieldPath) -> Json {
+fn average(documents: &[&Document], field: &FieldPath) -> Json {
     let values: Vec<f64> = documents
         .iter()
         .filter_map(|d| match d.field(field.segments()) {
@@ -214,6 +259,7 @@ pub fn explain(query: &Query, plan: &Plan) -> Json {
         "ranges": plan.ranges.len(),
         "reverse": plan.reverse,
         "ordered": plan.ordered,
+        "exact": plan.exact,
         "sortInMemory": !plan.ordered,
         "order": order,
     })

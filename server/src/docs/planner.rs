@@ -27,6 +27,8 @@ pub struct Plan {
     pub reverse: bool,
     /// The scan yields documents in the query's full order: stop at the limit, no sort.
     pub ordered: bool,
+    /// Every document in the ranges matches every filter: the index proves the whole `where`.
+    pub exact: bool,
     /// What a person reads in `explain`.
     pub description: Json,
 }
@@ -140,6 +142,15 @@ impl ValueBounds {
     }
 }
 
+/// True when every top-level condition is a plain field condition that `covered` accepts
+/// (and there is no `or` across fields, which conjuncts leave as a composite).
+fn only_conditions(query: &Query, covered: impl Fn(&FieldPath, Op, &Value) -> bool) -> bool {
+    query.conjuncts().iter().all(|filter| match filter {
+        Filter::Field { field, op, value } => !field.is_document_id() && covered(field, *op, value),
+        _ => false,
+    })
+}
+
 fn equality_conditions(query: &Query) -> Vec<(FieldPath, Value)> {
     query
         .conjuncts()
@@ -205,6 +216,7 @@ pub fn plan(query: &Query, catalog: &CatalogSnapshot) -> Plan {
                 ranges: vec![KeyRange::prefix(&prefix)],
                 reverse: ordering.unwrap_or(false),
                 ordered: ordering.is_some(),
+                exact: only_conditions(query, |_, _, _| false),
                 description: json!({"scan": "collectionGroup", "collectionId": collection_id}),
             };
         }
@@ -264,6 +276,15 @@ pub fn plan(query: &Query, catalog: &CatalogSnapshot) -> Plan {
             Some((field, direction)) => range_bounds(query, field).key_range(&prefix, *direction),
             None => KeyRange::prefix(&prefix),
         };
+        let fixed_values: Vec<(&FieldPath, &Value)> = fields[..fixed]
+            .iter()
+            .filter_map(|f| equalities.iter().find(|(e, _)| e == f).map(|(_, v)| (f, v)))
+            .collect();
+        let range_field = rest.first().map(|(f, _)| f);
+        let exact = only_conditions(query, |field, op, value| {
+            (op == Op::Eq && fixed_values.iter().any(|(f, v)| *f == field && *v == value))
+                || (op.is_range() && range_field == Some(field))
+        });
         let score = fixed * 2 + usize::from(ordered);
         if best.as_ref().is_none_or(|(s, _)| score > *s) {
             best = Some((
@@ -273,6 +294,7 @@ pub fn plan(query: &Query, catalog: &CatalogSnapshot) -> Plan {
                     ranges: vec![range],
                     reverse: flipped && !same,
                     ordered,
+                    exact,
                     description: json!({
                         "scan": "compositeIndex",
                         "indexId": index.id,
@@ -297,6 +319,7 @@ pub fn plan(query: &Query, catalog: &CatalogSnapshot) -> Plan {
             ranges: vec![KeyRange::prefix(&prefix)],
             reverse: ordering.unwrap_or(false),
             ordered: ordering.is_some(),
+            exact: only_conditions(query, |f, op, v| op == Op::Eq && f == field && v == value),
             description: json!({"scan": "fieldIndex", "field": field.to_string(), "condition": "=="}),
         };
     }
@@ -338,6 +361,7 @@ pub fn plan(query: &Query, catalog: &CatalogSnapshot) -> Plan {
             ranges,
             reverse: ordering.unwrap_or(false),
             ordered: ordering.is_some(),
+            exact: query.conjuncts().len() == 1,
             description: json!({"scan": "fieldIndex", "field": field.to_string(), "condition": op.as_str()}),
         };
     }
@@ -352,6 +376,7 @@ pub fn plan(query: &Query, catalog: &CatalogSnapshot) -> Plan {
                 ranges: vec![bounds.key_range(&field_prefix(collection, field), Direction::Asc)],
                 reverse: *direction == Direction::Desc,
                 ordered,
+                exact: only_conditions(query, |f, op, _| op.is_range() && f == field),
                 description: json!({"scan": "fieldIndex", "field": field.to_string(), "condition": "order/range"}),
             };
         }
@@ -364,6 +389,7 @@ pub fn plan(query: &Query, catalog: &CatalogSnapshot) -> Plan {
         ranges: vec![KeyRange::prefix(&collection_prefix(collection))],
         reverse: ordering.unwrap_or(false),
         ordered: ordering.is_some(),
+        exact: only_conditions(query, |_, _, _| false),
         description: json!({"scan": "collection", "collection": collection.as_str()}),
     }
 }

@@ -90,6 +90,37 @@ impl Document {
     }
 }
 
+/// The response body of a stored document, built by splicing its stored data JSON into the
+/// envelope: reads answer without decoding and re-encoding the data. Same shape as
+/// `Document::to_json`.
+pub fn response_bytes(path: &DocPath, stored: &[u8]) -> Vec<u8> {
+    let header = StoredHeader::read(stored).unwrap_or(StoredHeader {
+        version: 0,
+        create_time: Timestamp::from_micros(0),
+        update_time: Timestamp::from_micros(0),
+    });
+    let data = StoredHeader::data_bytes(stored);
+    let mut body = Vec::with_capacity(data.len() + 160);
+    body.extend_from_slice(b"{\"path\":");
+    body.extend_from_slice(
+        Json::String(path.as_str().to_string())
+            .to_string()
+            .as_bytes(),
+    );
+    body.extend_from_slice(b",\"id\":");
+    body.extend_from_slice(Json::String(path.id().to_string()).to_string().as_bytes());
+    body.extend_from_slice(b",\"data\":");
+    body.extend_from_slice(if data.is_empty() { b"{}" } else { data });
+    body.extend_from_slice(
+        format!(
+            ",\"createTime\":\"{}\",\"updateTime\":\"{}\",\"version\":{}}}",
+            header.create_time, header.update_time, header.version
+        )
+        .as_bytes(),
+    );
+    body
+}
+
 /// The fixed-size metadata at the front of a stored document.
 #[derive(Debug, Clone, Copy)]
 pub struct StoredHeader {
