@@ -14,7 +14,7 @@ pub async fn create_index(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Caller::require_service(&request, &state.service_key)?;
+    Caller::require_service(&request, &state).await?;
     let body = read_json(payload, state.limits.max_body_bytes).await?;
     let collection = body
         .get("collection")
@@ -30,7 +30,7 @@ pub async fn list_indexes(
     request: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Caller::require_service(&request, &state.service_key)?;
+    Caller::require_service(&request, &state).await?;
     Ok(HttpResponse::Ok().json(json!({ "indexes": state.docs.list_indexes() })))
 }
 
@@ -39,7 +39,7 @@ pub async fn drop_index(
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Caller::require_service(&request, &state.service_key)?;
+    Caller::require_service(&request, &state).await?;
     let id: u32 = id
         .parse()
         .map_err(|_| ApiError::new(ErrorCode::NotFound, format!("no index with id '{id}'")))?;

@@ -3,6 +3,7 @@
 use actix_web::http::header;
 use actix_web::HttpRequest;
 
+use super::AppState;
 use crate::error::{ApiError, ErrorCode};
 
 /// The service key, compared in constant time and never logged.
@@ -43,10 +44,7 @@ pub enum Caller {
 }
 
 impl Caller {
-    pub fn from_request(
-        request: &HttpRequest,
-        service_key: &ServiceKey,
-    ) -> Result<Caller, ApiError> {
+    pub async fn from_request(request: &HttpRequest, state: &AppState) -> Result<Caller, ApiError> {
         let Some(value) = request.headers().get(header::AUTHORIZATION) else {
             return Ok(Caller::Anonymous);
         };
@@ -61,7 +59,7 @@ impl Caller {
                     "Authorization must be 'Bearer <token>'",
                 )
             })?;
-        if service_key.matches(token) {
+        if state.service_key.matches(token) {
             Ok(Caller::Service)
         } else {
             Err(ApiError::new(
@@ -72,11 +70,11 @@ impl Caller {
     }
 
     /// Until security rules exist, only the service key may touch documents.
-    pub fn require_document_access(
+    pub async fn require_document_access(
         request: &HttpRequest,
-        service_key: &ServiceKey,
+        state: &AppState,
     ) -> Result<Caller, ApiError> {
-        match Caller::from_request(request, service_key)? {
+        match Caller::from_request(request, state).await? {
             Caller::Service => Ok(Caller::Service),
             Caller::Anonymous => Err(ApiError::new(
                 ErrorCode::PermissionDenied,
@@ -85,11 +83,8 @@ impl Caller {
         }
     }
 
-    pub fn require_service(
-        request: &HttpRequest,
-        service_key: &ServiceKey,
-    ) -> Result<(), ApiError> {
-        match Caller::from_request(request, service_key)? {
+    pub async fn require_service(request: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+        match Caller::from_request(request, state).await? {
             Caller::Service => Ok(()),
             Caller::Anonymous => Err(ApiError::new(
                 ErrorCode::PermissionDenied,
