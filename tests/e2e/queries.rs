@@ -491,6 +491,8 @@ async fn collection_group_queries_span_every_depth() {
     server.put_doc("users/u1/posts/a", json!({"n": 2})).await;
     server.put_doc("users/u2/posts/b", json!({"n": 3})).await;
     server.put_doc("users/u2/drafts/c", json!({"n": 4})).await;
+    // A subcollection with the same ID as its ancestor collection.
+    server.put_doc("posts/top/posts/nested", json!({"n": 0})).await;
     let paths = |r: &hearth_tests::Response| -> Vec<String> {
         r.body["documents"]
             .as_array()

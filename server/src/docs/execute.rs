@@ -99,6 +99,10 @@ fn collect(
                 let Some(path) = document_path_from_key(&key) else {
                     continue;
                 };
+                // A collection's key range also holds deeper collections with the same ID.
+                if !query.reads_from(&path) {
+                    continue;
+                }
                 if decode {
                     let document = Document::decode_from_store(path.clone(), &bytes)?;
                     if !query.matches(&document, &order) {

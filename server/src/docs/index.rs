@@ -4,9 +4,10 @@
 //! - one single-field entry per field path (maps included, and their fields), ordered by value
 //!   then document ID; a reverse scan serves descending order, so one entry serves both;
 //! - one array-contains entry per distinct element of each array field;
-//! - one entry per composite index of its collection ID whose fields it has;
-//! - one collection-group entry, so queries and index builds can find every collection with
-//!   a given ID at any depth.
+//! - one entry per composite index of its collection ID whose fields it has.
+//!
+//! Collection-group queries and index builds need no entries: document keys start with the
+//! collection ID (`model::keys::document_key`).
 //!
 //! Entry values hold the document key, so a scan leads straight to the documents.
 
@@ -21,7 +22,6 @@ use crate::model::{CollectionPath, Document, FieldPath, Value};
 const KIND_FIELD: u8 = 0x01;
 const KIND_ARRAY_CONTAINS: u8 = 0x02;
 const KIND_COMPOSITE: u8 = 0x03;
-const KIND_GROUP: u8 = 0x04;
 
 /// Meta key of the composite index catalog (a versioned value: commits that computed their
 /// entries from an older catalog fail their check and retry with the new one).
@@ -144,13 +144,6 @@ pub fn array_contains_prefix(collection: &CollectionPath, field: &FieldPath) -> 
     key
 }
 
-/// Key prefix of the collection-group entries of every collection with ID `collection_id`.
-pub fn group_prefix(collection_id: &str) -> Vec<u8> {
-    let mut key = vec![KIND_GROUP];
-    encode_bytes(&mut key, collection_id.as_bytes());
-    key
-}
-
 /// Every index entry of `document` as (entry key, document key).
 pub fn entries_for(
     document: &Document,
@@ -160,12 +153,6 @@ pub fn entries_for(
     let collection = document.path.collection();
     let id = document.path.id().as_bytes();
     let mut entries = BTreeMap::new();
-
-    let mut group = group_prefix(collection.id());
-    for segment in document.path.segments() {
-        encode_bytes(&mut group, segment.as_bytes());
-    }
-    entries.insert(group, doc_key.to_vec());
 
     let mut path = Vec::new();
     for (name, value) in &document.data {

@@ -447,7 +447,7 @@ impl Docs {
         else {
             return Ok(());
         };
-        let group = index::group_prefix(&index.collection);
+        let group = crate::model::keys::group_prefix(&index.collection);
         let mut range = crate::store::KeyRange::prefix(&group);
         loop {
             let catalog = self.catalog.snapshot();
@@ -455,32 +455,34 @@ impl Docs {
                 return Ok(()); // dropped while building
             }
             let scan_range = range.clone();
+            let index = index.clone();
             let batch = self
                 .blocking(move |docs| {
                     let view = docs.store.read()?;
-                    let entries = view.scan(Space::Index, &scan_range, BACKFILL_BATCH, false)?;
-                    let keys: Vec<Vec<u8>> =
-                        entries.iter().map(|(_, doc_key)| doc_key.clone()).collect();
-                    let values = view.get_many(Space::Documents, &keys)?;
+                    // Every document of a collection with the index's ID, at any depth.
+                    let entries =
+                        view.scan(Space::Documents, &scan_range, BACKFILL_BATCH, false)?;
                     let mut write_set = WriteSet::default();
                     write_set.check(
                         Space::Meta,
                         CATALOG_KEY.to_vec(),
                         catalog.version.map_or(Expect::Absent, Expect::Version),
                     );
-                    for (key, bytes) in keys.iter().zip(values) {
-                        let Some(bytes) = bytes else { continue };
+                    for (key, bytes) in &entries {
                         let Some(path) = crate::model::keys::document_path_from_key(key) else {
                             continue;
                         };
-                        let document = Document::decode_from_store(path, &bytes)?;
+                        let document = Document::decode_from_store(path, bytes)?;
                         write_set.check(
                             Space::Documents,
                             key.clone(),
                             Expect::Version(document.version),
                         );
+                        let own_prefix = index.prefix(&document.path.collection());
                         for (entry, doc_key) in entries_for(&document, key, &catalog) {
-                            write_set.put(Space::Index, entry, doc_key);
+                            if entry.starts_with(&own_prefix) {
+                                write_set.put(Space::Index, entry, doc_key);
+                            }
                         }
                     }
                     Ok((

@@ -6,13 +6,11 @@
 
 use serde_json::{json, Value as Json};
 
-use super::index::{
-    array_contains_prefix, field_prefix, group_prefix, CatalogSnapshot, Direction, IndexState,
-};
+use super::index::{array_contains_prefix, field_prefix, CatalogSnapshot, Direction, IndexState};
 use super::query::{Filter, Op, Query, Source};
 use crate::model::keys::{
-    collection_prefix, encode_bytes, encode_value, encode_value_descending, prefix_end,
-    type_class_bounds,
+    collection_prefix, encode_bytes, encode_value, encode_value_descending, group_prefix,
+    prefix_end, type_class_bounds,
 };
 use crate::model::{FieldPath, Value};
 use crate::store::{KeyRange, Space};
@@ -212,7 +210,7 @@ pub fn plan(query: &Query, catalog: &CatalogSnapshot) -> Plan {
             }
             let ordering = name_only(&required);
             return Plan {
-                space: Space::Index,
+                space: Space::Documents,
                 ranges: vec![KeyRange::prefix(&prefix)],
                 reverse: ordering.unwrap_or(false),
                 ordered: ordering.is_some(),

@@ -371,18 +371,31 @@ impl Query {
         }
     }
 
+    /// Is the document at `path` in the collection (or collection group) the query reads?
+    pub fn reads_from(&self, path: &DocPath) -> bool {
+        let segments = path.segments();
+        match &self.source {
+            Source::Collection(collection) => {
+                segments.len() == collection.segments().len() + 1
+                    && segments.starts_with(collection.segments())
+            }
+            Source::Group {
+                collection_id,
+                parent,
+            } => {
+                segments.len() >= 2
+                    && segments[segments.len() - 2] == *collection_id
+                    && parent.as_ref().is_none_or(|p| {
+                        segments.len() > p.segments().len() && segments.starts_with(p.segments())
+                    })
+            }
+        }
+    }
+
     /// Does `document` (a candidate from the right collection) pass the filter and cursors?
     pub fn matches(&self, document: &Document, order: &[(FieldPath, Direction)]) -> bool {
-        if let Source::Group {
-            parent: Some(parent),
-            ..
-        } = &self.source
-        {
-            let segments = document.path.segments();
-            if segments.len() <= parent.segments().len() || !segments.starts_with(parent.segments())
-            {
-                return false;
-            }
+        if !self.reads_from(&document.path) {
+            return false;
         }
         if let Some(filter) = &self.filter {
             if !filter_matches(filter, document) {

@@ -175,32 +175,46 @@ pub fn type_class_bounds(value: &Value) -> (Vec<u8>, Vec<u8>) {
     (vec![tag], vec![end])
 }
 
-/// Key of a document in the documents key space: depth, then each segment. The depth prefix
-/// keeps a collection's own documents contiguous, apart from its subcollections' documents.
+/// Key of a document in the documents key space: its collection ID, then every segment of its
+/// path. Documents of one collection are contiguous, ordered by ID; every collection with the
+/// same ID (at any depth) is contiguous too, ordered by full path, so collection-group queries
+/// scan documents directly and no separate group index is written.
 pub fn document_key(path: &DocPath) -> Vec<u8> {
-    let mut key = Vec::with_capacity(path.as_str().len() + 8);
-    key.push(path.segments().len() as u8);
+    let mut key = Vec::with_capacity(path.as_str().len() * 2 + 8);
+    let collection_id = path
+        .segments()
+        .get(path.segments().len().saturating_sub(2))
+        .map_or("", String::as_str);
+    encode_bytes(&mut key, collection_id.as_bytes());
     for segment in path.segments() {
         encode_bytes(&mut key, segment.as_bytes());
     }
     key
 }
 
-/// The prefix shared by the keys of every document directly in `collection`.
+/// The prefix of the keys of every document in `collection`. Documents of deeper collections
+/// with the same ID under it share the prefix; scans skip them by path.
 pub fn collection_prefix(collection: &CollectionPath) -> Vec<u8> {
-    let mut key = Vec::with_capacity(collection.as_str().len() + 8);
-    key.push((collection.segments().len() + 1) as u8);
+    let mut key = group_prefix(collection.id());
     for segment in collection.segments() {
         encode_bytes(&mut key, segment.as_bytes());
     }
     key
 }
 
+/// The prefix of the keys of every document in a collection with ID `collection_id`, at any
+/// depth (below `parent` when given).
+pub fn group_prefix(collection_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(collection_id.len() + 2);
+    encode_bytes(&mut key, collection_id.as_bytes());
+    key
+}
+
 /// Decodes a document key back to its path.
 pub fn document_path_from_key(key: &[u8]) -> Option<DocPath> {
-    let (&depth, mut rest) = key.split_first()?;
-    let mut segments = Vec::with_capacity(depth as usize);
-    for _ in 0..depth {
+    let (_, mut rest) = decode_bytes(key)?;
+    let mut segments = Vec::new();
+    while !rest.is_empty() {
         let (segment, tail) = decode_bytes(rest)?;
         segments.push(String::from_utf8(segment).ok()?);
         rest = tail;
