@@ -492,7 +492,9 @@ async fn collection_group_queries_span_every_depth() {
     server.put_doc("users/u2/posts/b", json!({"n": 3})).await;
     server.put_doc("users/u2/drafts/c", json!({"n": 4})).await;
     // A subcollection with the same ID as its ancestor collection.
-    server.put_doc("posts/top/posts/nested", json!({"n": 0})).await;
+    server
+        .put_doc("posts/top/posts/nested", json!({"n": 0}))
+        .await;
     let paths = |r: &hearth_tests::Response| -> Vec<String> {
         r.body["documents"]
             .as_array()
@@ -506,7 +508,26 @@ async fn collection_group_queries_span_every_depth() {
         .await;
     assert_eq!(
         paths(&all),
-        ["users/u2/posts/b", "users/u1/posts/a", "posts/top"]
+        [
+            "users/u2/posts/b",
+            "users/u1/posts/a",
+            "posts/top",
+            "posts/top/posts/nested"
+        ]
+    );
+    let top = server.query(json!({"from": "posts"})).await;
+    assert_eq!(paths(&top), ["posts/top"]);
+    let by_name = server
+        .query(json!({"from": "posts", "allDescendants": true}))
+        .await;
+    assert_eq!(
+        paths(&by_name),
+        [
+            "posts/top",
+            "posts/top/posts/nested",
+            "users/u1/posts/a",
+            "users/u2/posts/b"
+        ]
     );
     let below = server
         .query(json!({"from": "posts", "allDescendants": true, "parent": "users/u1"}))
