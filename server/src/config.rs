@@ -24,6 +24,7 @@ pub struct Settings {
     pub workers: usize,
     pub limits: Limits,
     pub store: StoreSettings,
+    pub auth: AuthSettings,
 }
 
 /// Every limit the server enforces, in one place (documented in README.md).
@@ -51,6 +52,82 @@ pub struct StoreSettings {
     pub commit_queue_capacity: usize,
 }
 
+/// Built-in user auth: tokens, password hashing, mail and rate limits (`[auth]`,
+/// `HEARTH_AUTH__<KEY>`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// `iss` of access tokens and the OpenID issuer; default `http://<listen address>`.
+    pub issuer: Option<String>,
+    /// `aud` of access tokens.
+    pub audience: String,
+    /// Lifetime of access tokens, in seconds.
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a refresh token, in seconds (each rotation starts a new one).
+    pub refresh_token_ttl_secs: u64,
+    /// A rotated refresh token used again within this many milliseconds still works (racing
+    /// tabs); later, the reuse revokes the whole session family.
+    pub refresh_reuse_grace_ms: u64,
+    /// Clock skew allowed when checking `exp` and `nbf`, in seconds.
+    pub token_leeway_secs: u64,
+    /// argon2id memory per hash in KiB (at least 19,456: OWASP's minimum).
+    pub argon2_memory_kib: u32,
+    /// argon2id passes (at least 2 at the minimum memory).
+    pub argon2_iterations: u32,
+    /// argon2id lanes.
+    pub argon2_parallelism: u32,
+    /// Password hashes computed at once at most; 0 means one per core.
+    pub hash_concurrency: usize,
+    /// Rate limits on signup, login, anonymous, refresh, reset and verification mails.
+    pub rate_limits: bool,
+    /// Requests per minute per client IP and action (bursts up to the same number).
+    pub rate_limit_per_ip_per_minute: u32,
+    /// Requests per minute per account, client IP and action.
+    pub rate_limit_per_account_per_minute: u32,
+    /// SMTP server for verification and reset mails; without one they go to
+    /// `mail_outbox.txt` in the data dir.
+    pub smtp_host: Option<String>,
+    pub smtp_port: u16,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<String>,
+    /// Sender of auth mails.
+    pub mail_from: String,
+    /// Base URL of the app pages that take mailed tokens (`{action_url}/verify-email?token=`).
+    pub action_url: Option<String>,
+    /// Lifetime of an email verification token, in seconds.
+    pub verify_email_ttl_secs: u64,
+    /// Lifetime of a password reset token, in seconds.
+    pub password_reset_ttl_secs: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            issuer: None,
+            audience: "hearth".into(),
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            refresh_reuse_grace_ms: 5_000,
+            token_leeway_secs: 5,
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            hash_concurrency: 0,
+            rate_limits: true,
+            rate_limit_per_ip_per_minute: 30,
+            rate_limit_per_account_per_minute: 10,
+            smtp_host: None,
+            smtp_port: 25,
+            smtp_username: None,
+            smtp_password: None,
+            mail_from: "Hearth <noreply@localhost>".into(),
+            action_url: None,
+            verify_email_ttl_secs: 24 * 3600,
+            password_reset_ttl_secs: 3600,
+        }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -62,6 +139,7 @@ impl Default for Settings {
             workers: 0,
             limits: Limits::default(),
             store: StoreSettings::default(),
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -111,7 +189,7 @@ pub enum ConfigError {
 }
 
 /// Sections whose keys may be set as `HEARTH_<SECTION>__<KEY>`.
-const SECTIONS: [&str; 2] = ["limits", "store"];
+const SECTIONS: [&str; 3] = ["limits", "store", "auth"];
 /// Top-level keys clap does not already read from the environment.
 const TOP_LEVEL_ENV: [&str; 2] = ["log", "workers"];
 
@@ -190,6 +268,23 @@ impl Settings {
                 "store: group_commit_max_writes and commit_queue_capacity must be positive".into(),
             ));
         }
+        let auth = &self.auth;
+        // OWASP's argon2id minimums: 19 MiB with t=2, or more memory with fewer passes.
+        if auth.argon2_memory_kib < 19_456
+            || auth.argon2_iterations == 0
+            || u64::from(auth.argon2_memory_kib) * u64::from(auth.argon2_iterations) < 38_912
+            || auth.argon2_parallelism == 0
+        {
+            return Err(ConfigError::Invalid(
+                "auth: argon2 needs at least 19,456 KiB of memory, 2 passes at that memory, 1 lane"
+                    .into(),
+            ));
+        }
+        if auth.access_token_ttl_secs == 0 || auth.refresh_token_ttl_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "auth: token lifetimes must be positive".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -262,6 +357,31 @@ mod tests {
         };
         assert!(Settings::load(&overrides, vec![]).is_err());
         let env = vec![("HEARTH_LIMITS__NOPE".to_string(), "1".to_string())];
+        assert!(Settings::load(&Overrides::default(), env).is_err());
+        let env = vec![("HEARTH_AUTH__NOPE".to_string(), "1".to_string())];
+        assert!(Settings::load(&Overrides::default(), env).is_err());
+    }
+
+    #[test]
+    fn auth_settings_come_from_the_environment_and_weak_hashing_is_refused() {
+        let env = vec![
+            (
+                "HEARTH_AUTH__RATE_LIMIT_PER_IP_PER_MINUTE".to_string(),
+                "1000".to_string(),
+            ),
+            (
+                "HEARTH_AUTH__SMTP_HOST".to_string(),
+                "127.0.0.1".to_string(),
+            ),
+        ];
+        let settings = Settings::load(&Overrides::default(), env).unwrap();
+        assert_eq!(settings.auth.rate_limit_per_ip_per_minute, 1_000);
+        assert_eq!(settings.auth.smtp_host.as_deref(), Some("127.0.0.1"));
+        assert_eq!(settings.auth.argon2_memory_kib, 19_456);
+        let env = vec![(
+            "HEARTH_AUTH__ARGON2_MEMORY_KIB".to_string(),
+            "4096".to_string(),
+        )];
         assert!(Settings::load(&Overrides::default(), env).is_err());
     }
 }

@@ -7,6 +7,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{json, Value as Json};
 
+use crate::auth::AuthError;
 use crate::docs::DocsError;
 use crate::store::StoreError;
 
@@ -25,10 +26,14 @@ pub enum ErrorCode {
     RateLimited,
     Internal,
     Unavailable,
+    /// Login failed: unknown email or wrong password (the body never says which).
+    InvalidCredentials,
+    /// A rotated refresh token was reused after the grace: its session family is revoked.
+    TokenReused,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::InvalidArgument,
         ErrorCode::Unauthenticated,
         ErrorCode::PermissionDenied,
@@ -41,6 +46,8 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::Internal,
         ErrorCode::Unavailable,
+        ErrorCode::InvalidCredentials,
+        ErrorCode::TokenReused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,6 +64,8 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::InvalidCredentials => "invalid_credentials",
+            ErrorCode::TokenReused => "token_reused",
         }
     }
 
@@ -74,6 +83,8 @@ impl ErrorCode {
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ErrorCode::TokenReused => StatusCode::UNAUTHORIZED,
         }
     }
 }
@@ -84,6 +95,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub details: Option<Json>,
+    /// Sent as `Retry-After` (with 429 `rate_limited`).
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -92,6 +105,7 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            retry_after_secs: None,
         }
     }
 
@@ -130,6 +144,9 @@ impl ResponseError for ApiError {
         if self.code == ErrorCode::Unauthenticated {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
+        if let Some(secs) = self.retry_after_secs {
+            response.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
         response.json(self.body())
     }
 }
@@ -146,6 +163,36 @@ impl From<DocsError> for ApiError {
             DocsError::Store(err) => err.into(),
             DocsError::Corrupt(err) => ApiError::internal(&err),
             DocsError::Task(err) => ApiError::internal(&err),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        let message = err.to_string();
+        match err {
+            AuthError::InvalidArgument(m) => ApiError::new(ErrorCode::InvalidArgument, m),
+            AuthError::InvalidCredentials => ApiError::new(ErrorCode::InvalidCredentials, message),
+            AuthError::Unauthenticated(m) => ApiError::new(ErrorCode::Unauthenticated, m),
+            AuthError::TokenReused => ApiError::new(ErrorCode::TokenReused, message),
+            AuthError::PermissionDenied(m) => ApiError::new(ErrorCode::PermissionDenied, m),
+            AuthError::NotFound(m) => ApiError::new(ErrorCode::NotFound, m),
+            AuthError::AlreadyExists(m) => ApiError::new(ErrorCode::AlreadyExists, m),
+            AuthError::FailedPrecondition(m) => ApiError::new(ErrorCode::FailedPrecondition, m),
+            AuthError::Aborted(m) => ApiError::new(ErrorCode::Aborted, m),
+            AuthError::RateLimited { retry_after_secs } => ApiError {
+                retry_after_secs: Some(retry_after_secs),
+                ..ApiError::new(ErrorCode::RateLimited, message)
+            },
+            AuthError::Mail(_) => {
+                tracing::error!(error = %message, "mail delivery failed");
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the mail could not be sent; try again later",
+                )
+            }
+            AuthError::Store(err) => err.into(),
+            AuthError::Internal(_) => ApiError::internal(&message),
         }
     }
 }
@@ -187,6 +234,8 @@ mod tests {
                 ("rate_limited", 429),
                 ("internal", 500),
                 ("unavailable", 503),
+                ("invalid_credentials", 401),
+                ("token_reused", 401),
             ]
         );
     }

@@ -1,7 +1,8 @@
 //! Hearth: a self-hosted, Firebase-style backend. This crate is the server: configuration,
-//! storage, documents and queries, the HTTP API and operations endpoints.
+//! storage, documents and queries, built-in user auth, the HTTP API and operations endpoints.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod docs;

@@ -10,6 +10,7 @@ use actix_web::{web, App, HttpServer};
 use rand::Rng as _;
 
 use crate::api::{self, AppState, HttpLimits, ServiceKey};
+use crate::auth::{Auth, AuthError};
 use crate::config::Settings;
 use crate::docs::{Docs, DocsError, DocsLimits};
 use crate::metrics::Metrics;
@@ -29,6 +30,8 @@ pub enum StartupError {
     },
     #[error("service key: {0}")]
     ServiceKey(String),
+    #[error("auth: {0}")]
+    Auth(#[from] AuthError),
 }
 
 pub struct Server {
@@ -65,17 +68,6 @@ impl Server {
             "no security rules are loaded: every client request without the service key is denied"
         );
 
-        let state = web::Data::new(AppState {
-            docs,
-            store: store.clone(),
-            metrics: metrics.clone(),
-            service_key,
-            limits: HttpLimits {
-                max_body_bytes: settings.limits.max_body_bytes,
-                max_batch_writes: settings.limits.max_batch_writes,
-            },
-            ready: AtomicBool::new(true),
-        });
         let listener = TcpListener::bind(settings.listen).map_err(|source| StartupError::Bind {
             addr: settings.listen.to_string(),
             source,
@@ -87,6 +79,34 @@ impl Server {
                 source,
             })?
             .port();
+        let issuer = settings.auth.issuer.clone().unwrap_or_else(|| {
+            format!(
+                "http://{}",
+                std::net::SocketAddr::new(settings.listen.ip(), port)
+            )
+        });
+        let auth_store = store.clone();
+        let auth_settings = settings.auth.clone();
+        let data_dir = settings.data_dir.clone();
+        // Opening hashes the dummy password once: keep it off the executor.
+        let auth = tokio::task::spawn_blocking(move || {
+            Auth::open(auth_store, &auth_settings, &data_dir, issuer)
+        })
+        .await
+        .map_err(|e| StartupError::Auth(AuthError::internal(e)))??;
+
+        let state = web::Data::new(AppState {
+            docs,
+            auth: Arc::new(auth),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            service_key,
+            limits: HttpLimits {
+                max_body_bytes: settings.limits.max_body_bytes,
+                max_batch_writes: settings.limits.max_batch_writes,
+            },
+            ready: AtomicBool::new(true),
+        });
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()

@@ -3,6 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod auth;
+mod auth_jwt;
+mod auth_sessions;
 mod batch;
 mod documents;
 mod durability;

@@ -275,3 +275,186 @@ impl Response {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
+
+/// Settings for auth tests: rate limits high enough that only the rate-limit tests meet them.
+pub fn auth_env() -> Vec<(String, String)> {
+    vec![
+        (
+            "HEARTH_AUTH__RATE_LIMIT_PER_IP_PER_MINUTE".into(),
+            "1000000".into(),
+        ),
+        (
+            "HEARTH_AUTH__RATE_LIMIT_PER_ACCOUNT_PER_MINUTE".into(),
+            "1000000".into(),
+        ),
+    ]
+}
+
+impl TestServer {
+    /// A request with a bearer token (an access token, or anything to test rejection).
+    pub fn bearer(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(token)
+    }
+
+    /// `POST /v1/auth/signup`.
+    pub async fn signup(&self, email: &str, password: &str) -> Response {
+        self.send(
+            self.anonymous(Method::POST, "/v1/auth/signup")
+                .json(&serde_json::json!({"email": email, "password": password})),
+        )
+        .await
+    }
+
+    /// `POST /v1/auth/login`.
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.send(
+            self.anonymous(Method::POST, "/v1/auth/login")
+                .json(&serde_json::json!({"email": email, "password": password})),
+        )
+        .await
+    }
+
+    /// `POST /v1/auth/refresh`.
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        self.send(
+            self.anonymous(Method::POST, "/v1/auth/refresh")
+                .json(&serde_json::json!({"refreshToken": refresh_token})),
+        )
+        .await
+    }
+
+    /// `GET /v1/auth/user` with an access token.
+    pub async fn current_user(&self, access_token: &str) -> Response {
+        self.send(self.bearer(Method::GET, "/v1/auth/user", access_token))
+            .await
+    }
+}
+
+/// The `accessToken` and `refreshToken` of a sign-in answer.
+pub fn tokens_of(response: &Response) -> (String, String) {
+    let access = response.body["accessToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no accessToken in {}", response.text))
+        .to_string();
+    let refresh = response.body["refreshToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no refreshToken in {}", response.text))
+        .to_string();
+    (access, refresh)
+}
+
+/// A real SMTP server (`tests/smtp_sink.py`, aiosmtpd) that stores every message it receives
+/// as a file, for tests that follow verification and reset mails.
+pub struct SmtpSink {
+    _child: Child,
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+/// The Python that has aiosmtpd: `HEARTH_TEST_PYTHON`, else `python3` or the system one.
+fn python_with_aiosmtpd() -> String {
+    if let Ok(python) = std::env::var("HEARTH_TEST_PYTHON") {
+        return python;
+    }
+    for candidate in ["python3", "/usr/bin/python3"] {
+        let ok = std::process::Command::new(candidate)
+            .args(["-c", "import aiosmtpd"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return candidate.to_string();
+        }
+    }
+    panic!("no python3 with aiosmtpd: install python3-aiosmtpd (scripts/test does)");
+}
+
+impl SmtpSink {
+    pub async fn start() -> SmtpSink {
+        let dir = tempfile::tempdir().expect("mail dir");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("smtp_sink.py");
+        let mut child = Command::new(python_with_aiosmtpd())
+            .arg(&script)
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the SMTP sink");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let port = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(port) = line.strip_prefix("listening ") {
+                    return port.trim().parse::<u16>().ok();
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .expect("the SMTP sink did not start");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        SmtpSink {
+            _child: child,
+            dir,
+            port,
+        }
+    }
+
+    /// Server settings that send mail to this sink.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env = auth_env();
+        env.push(("HEARTH_AUTH__SMTP_HOST".into(), "127.0.0.1".into()));
+        env.push(("HEARTH_AUTH__SMTP_PORT".into(), self.port.to_string()));
+        env
+    }
+
+    /// Every stored message (raw text), oldest first.
+    pub fn messages(&self) -> Vec<String> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .expect("mail dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+            .collect();
+        paths.sort();
+        paths
+            .iter()
+            .map(|p| std::fs::read_to_string(p).expect("mail file"))
+            .collect()
+    }
+
+    /// Messages whose envelope recipient is `to`.
+    pub fn messages_to(&self, to: &str) -> Vec<String> {
+        let header = format!("X-Envelope-To: {to}\r\n");
+        self.messages()
+            .into_iter()
+            .filter(|m| m.starts_with(&header))
+            .collect()
+    }
+
+    /// Waits for the `count`-th message to `to` and returns the token it carries.
+    pub async fn wait_for_token(&self, to: &str, count: usize) -> String {
+        for _ in 0..200 {
+            let messages = self.messages_to(to);
+            if messages.len() >= count {
+                return token_in_mail(&messages[count - 1])
+                    .unwrap_or_else(|| panic!("no token in mail: {}", messages[count - 1]));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no mail number {count} to {to} arrived");
+    }
+}
+
+/// The value of the `token: ` line of a mail body.
+pub fn token_in_mail(mail: &str) -> Option<String> {
+    mail.lines()
+        .find_map(|line| line.trim().strip_prefix("token: "))
+        .map(|t| t.trim().to_string())
+}

@@ -1,9 +1,11 @@
-//! Who is calling: the service key (admin, bypasses rules) or a client.
+//! Who is calling: the service key (admin, bypasses rules), a signed-in user (access token) or
+//! an anonymous client.
 
 use actix_web::http::header;
 use actix_web::HttpRequest;
 
 use super::AppState;
+use crate::auth::Identity;
 use crate::error::{ApiError, ErrorCode};
 
 /// The service key, compared in constant time and never logged.
@@ -35,15 +37,20 @@ impl std::fmt::Debug for ServiceKey {
 }
 
 /// The identity behind a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Caller {
     /// Holds the service key: bypasses security rules (the admin SDK's identity).
     Service,
+    /// A signed-in user: the uid and every claim of a valid access token (what rules read as
+    /// `request.auth`).
+    User(Identity),
     /// No credentials.
     Anonymous,
 }
 
 impl Caller {
+    /// `Authorization: Bearer <service key | access token>`; no header is `Anonymous`. An access
+    /// token must verify and belong to a user that is not disabled, deleted or revoked since.
     pub async fn from_request(request: &HttpRequest, state: &AppState) -> Result<Caller, ApiError> {
         let Some(value) = request.headers().get(header::AUTHORIZATION) else {
             return Ok(Caller::Anonymous);
@@ -60,13 +67,9 @@ impl Caller {
                 )
             })?;
         if state.service_key.matches(token) {
-            Ok(Caller::Service)
-        } else {
-            Err(ApiError::new(
-                ErrorCode::Unauthenticated,
-                "the bearer token is not valid",
-            ))
+            return Ok(Caller::Service);
         }
+        Ok(Caller::User(state.auth.authenticate(token).await?))
     }
 
     /// Until security rules exist, only the service key may touch documents.
@@ -76,7 +79,7 @@ impl Caller {
     ) -> Result<Caller, ApiError> {
         match Caller::from_request(request, state).await? {
             Caller::Service => Ok(Caller::Service),
-            Caller::Anonymous => Err(ApiError::new(
+            Caller::User(_) | Caller::Anonymous => Err(ApiError::new(
                 ErrorCode::PermissionDenied,
                 "no security rules are loaded, so client access is denied; use the service key",
             )),
@@ -86,10 +89,39 @@ impl Caller {
     pub async fn require_service(request: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
         match Caller::from_request(request, state).await? {
             Caller::Service => Ok(()),
-            Caller::Anonymous => Err(ApiError::new(
+            Caller::User(_) | Caller::Anonymous => Err(ApiError::new(
                 ErrorCode::PermissionDenied,
                 "this route needs the service key",
             )),
+        }
+    }
+
+    /// The signed-in user; 401 without an access token.
+    pub async fn require_user(
+        request: &HttpRequest,
+        state: &AppState,
+    ) -> Result<Identity, ApiError> {
+        match Caller::from_request(request, state).await? {
+            Caller::User(identity) => Ok(identity),
+            Caller::Anonymous => Err(ApiError::new(
+                ErrorCode::Unauthenticated,
+                "this route needs an access token",
+            )),
+            Caller::Service => Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                "this route is for a signed-in user; admins use /v1/admin/users",
+            )),
+        }
+    }
+
+    /// The signed-in user if the request carries an access token.
+    pub async fn optional_user(
+        request: &HttpRequest,
+        state: &AppState,
+    ) -> Result<Option<Identity>, ApiError> {
+        match Caller::from_request(request, state).await? {
+            Caller::User(identity) => Ok(Some(identity)),
+            Caller::Anonymous | Caller::Service => Ok(None),
         }
     }
 }

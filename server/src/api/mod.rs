@@ -2,6 +2,8 @@
 //! into a call on a lower layer and maps its typed error through `crate::error::ApiError`.
 
 mod admin;
+mod admin_users;
+mod auth;
 mod body;
 mod caller;
 mod docs;
@@ -17,6 +19,7 @@ use futures_util::FutureExt as _;
 
 pub use caller::{Caller, ServiceKey};
 
+use crate::auth::Auth;
 use crate::docs::Docs;
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::Metrics;
@@ -34,6 +37,7 @@ pub struct HttpLimits {
 /// What every handler may use.
 pub struct AppState {
     pub docs: Arc<Docs>,
+    pub auth: Arc<Auth>,
     pub store: SharedStore,
     pub metrics: Arc<Metrics>,
     pub service_key: ServiceKey,
@@ -51,6 +55,59 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/query", web::post().to(query::run_query))
         .route("/v1/query/explain", web::post().to(query::explain_query))
         .route("/v1/batch", web::post().to(query::batch))
+        .route("/.well-known/jwks.json", web::get().to(auth::jwks))
+        .route(
+            "/.well-known/openid-configuration",
+            web::get().to(auth::openid_configuration),
+        )
+        .route("/v1/auth/signup", web::post().to(auth::signup))
+        .route("/v1/auth/login", web::post().to(auth::login))
+        .route("/v1/auth/anonymous", web::post().to(auth::anonymous))
+        .route("/v1/auth/refresh", web::post().to(auth::refresh))
+        .route("/v1/auth/logout", web::post().to(auth::logout))
+        .service(
+            web::resource("/v1/auth/user")
+                .route(web::get().to(auth::get_user))
+                .route(web::patch().to(auth::update_user))
+                .route(web::delete().to(auth::delete_user)),
+        )
+        .route("/v1/auth/link", web::post().to(auth::link))
+        .route(
+            "/v1/auth/verify-email/send",
+            web::post().to(auth::send_verification),
+        )
+        .route(
+            "/v1/auth/verify-email/confirm",
+            web::post().to(auth::confirm_verification),
+        )
+        .route(
+            "/v1/auth/password-reset/send",
+            web::post().to(auth::send_password_reset),
+        )
+        .route(
+            "/v1/auth/password-reset/confirm",
+            web::post().to(auth::confirm_password_reset),
+        )
+        .route("/v1/admin/tokens", web::post().to(admin_users::mint_token))
+        .service(
+            web::resource("/v1/admin/users")
+                .route(web::get().to(admin_users::list_users))
+                .route(web::post().to(admin_users::create_user)),
+        )
+        .service(
+            web::resource("/v1/admin/users/{uid}")
+                .route(web::get().to(admin_users::get_user))
+                .route(web::patch().to(admin_users::update_user))
+                .route(web::delete().to(admin_users::delete_user)),
+        )
+        .route(
+            "/v1/admin/users/{uid}/claims",
+            web::put().to(admin_users::set_claims),
+        )
+        .route(
+            "/v1/admin/users/{uid}/revoke",
+            web::post().to(admin_users::revoke_sessions),
+        )
         .route("/v1/admin/indexes", web::get().to(admin::list_indexes))
         .route("/v1/admin/indexes", web::post().to(admin::create_index))
         .route(

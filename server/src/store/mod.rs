@@ -25,14 +25,17 @@ pub enum Space {
     ChangeLog,
     /// Project data and bookkeeping (index definitions, counters) by name.
     Meta,
+    /// Users, the email index, sessions and one-time tokens (`auth::users` key prefixes).
+    Auth,
 }
 
 impl Space {
-    pub const ALL: [Space; 4] = [
+    pub const ALL: [Space; 5] = [
         Space::Documents,
         Space::Index,
         Space::ChangeLog,
         Space::Meta,
+        Space::Auth,
     ];
 }
 

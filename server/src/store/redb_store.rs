@@ -39,6 +39,7 @@ fn space_tag(space: Space) -> u8 {
         Space::Index => b'i',
         Space::ChangeLog => b'l',
         Space::Meta => b'm',
+        Space::Auth => b'a',
     }
 }
 
