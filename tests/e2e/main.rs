@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod auth;
+mod auth_admin;
 mod auth_jwt;
+mod auth_mail;
 mod auth_sessions;
 mod batch;
 mod documents;
