@@ -22,6 +22,65 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Manage the signing keys of access tokens.
+    Keys(KeysArgs),
+    /// Check security rules and run rules unit tests, without a server.
+    Rules(RulesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RulesArgs {
+    #[command(subcommand)]
+    pub command: RulesCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Parse and validate a rules file; print every error with line:column and a caret.
+    Check {
+        /// The `firestore.rules` file.
+        file: PathBuf,
+    },
+    /// Run allow/deny cases (JSON, see rules/README.md) against a rules file.
+    Test {
+        /// The `firestore.rules` file.
+        file: PathBuf,
+        /// The cases file.
+        cases: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a new signing key: it signs from the next server start on, while the previous keys
+    /// keep verifying until every token they signed has expired.
+    Rotate(KeysRotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeysRotateArgs {
+    /// Data directory (default ./hearth_data).
+    #[arg(long, env = "HEARTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Config file (default ./hearth.toml when present), for the access-token lifetime.
+    #[arg(long, env = "HEARTH_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl KeysRotateArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            data_dir: self.data_dir.clone(),
+            config: self.config.clone(),
+            ..Overrides::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]

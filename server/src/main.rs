@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use hearth::cli::{Cli, Command, ServeArgs};
+use hearth::cli::{Cli, Command, KeysCommand, KeysRotateArgs, RulesCommand, ServeArgs};
 use hearth::config::Settings;
 use hearth::startup::Server;
 
@@ -17,6 +17,85 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Keys(keys) => match keys.command {
+            KeysCommand::Rotate(args) => rotate_keys(args),
+        },
+        Command::Rules(rules) => match rules.command {
+            RulesCommand::Check { file } => check_rules(&file),
+            RulesCommand::Test { file, cases } => test_rules(&file, &cases),
+        },
+    }
+}
+
+fn parse_rules_file(file: &std::path::Path) -> Result<hearth_rules::Ruleset, ExitCode> {
+    let source = std::fs::read_to_string(file).map_err(|err| {
+        eprintln!("error: cannot read {}: {err}", file.display());
+        ExitCode::from(2)
+    })?;
+    hearth_rules::Ruleset::parse(&source).map_err(|errors| {
+        eprintln!("{}: {} error(s)", file.display(), errors.len());
+        eprintln!("{}", hearth_rules::format_errors(&errors));
+        ExitCode::FAILURE
+    })
+}
+
+/// `hearth rules check FILE`: exit 0 when the ruleset is valid, 1 with every error otherwise.
+fn check_rules(file: &std::path::Path) -> ExitCode {
+    match parse_rules_file(file) {
+        Ok(_) => {
+            println!("{}: ok", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+/// `hearth rules test FILE CASES`: prints each failing case and `N passed, M failed`.
+fn test_rules(file: &std::path::Path, cases: &std::path::Path) -> ExitCode {
+    let ruleset = match parse_rules_file(file) {
+        Ok(ruleset) => ruleset,
+        Err(code) => return code,
+    };
+    let cases_json = match std::fs::read_to_string(cases) {
+        Ok(text) => text,
+        Err(err) => {
+            eprintln!("error: cannot read {}: {err}", cases.display());
+            return ExitCode::from(2);
+        }
+    };
+    match hearth_rules::run_cases(&ruleset, &cases_json) {
+        Ok(report) => {
+            println!("{report}");
+            if report.all_passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(err) => {
+            eprintln!("error: {}: {err}", cases.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn rotate_keys(args: KeysRotateArgs) -> ExitCode {
+    let settings = match Settings::load(&args.overrides(), std::env::vars()) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match hearth::auth::tokens::rotate_keys(&settings.data_dir, &settings.auth) {
+        Ok(kid) => {
+            println!("new signing key {kid}; restart the server to sign with it");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
     }
 }
 

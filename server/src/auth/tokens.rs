@@ -147,6 +147,24 @@ pub fn load_or_create_keys(data_dir: &Path, now: i64) -> Result<KeyFile, AuthErr
     Ok(file)
 }
 
+/// `hearth keys rotate`: adds a new signing key to the key file (creating it if needed). Keys
+/// retired longer ago than an access token lives (plus the leeway) are dropped.
+pub fn rotate_keys(
+    data_dir: &Path,
+    settings: &crate::config::AuthSettings,
+) -> Result<String, AuthError> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut file = KeyFile::load(data_dir)?.unwrap_or_default();
+    let keep = i64::try_from(settings.access_token_ttl_secs + settings.token_leeway_secs)
+        .map_err(AuthError::internal)?;
+    file.rotate(now, keep);
+    file.save(data_dir)?;
+    file.keys
+        .first()
+        .map(|key| key.kid.clone())
+        .ok_or_else(|| AuthError::internal("rotation left no key"))
+}
+
 struct VerifyingKey {
     kid: String,
     x: String,
