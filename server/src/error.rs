@@ -159,6 +159,15 @@ impl From<DocsError> for ApiError {
             DocsError::AlreadyExists(m) => ApiError::new(ErrorCode::AlreadyExists, m),
             DocsError::FailedPrecondition(m) => ApiError::new(ErrorCode::FailedPrecondition, m),
             DocsError::PayloadTooLarge(m) => ApiError::new(ErrorCode::PayloadTooLarge, m),
+            DocsError::PermissionDenied(m) => ApiError::new(ErrorCode::PermissionDenied, m),
+            DocsError::InvalidRules(errors) => {
+                let mut error = ApiError::invalid(format!(
+                    "the ruleset is invalid; the old rules stay live:\n{}",
+                    errors.join("\n")
+                ));
+                error.details = Some(serde_json::json!({ "errors": errors }));
+                error
+            }
             DocsError::Aborted(m) => ApiError::new(ErrorCode::Aborted, m),
             DocsError::Store(err) => err.into(),
             DocsError::Corrupt(err) => ApiError::internal(&err),

@@ -9,5 +9,6 @@ pub mod docs;
 pub mod error;
 pub mod metrics;
 pub mod model;
+pub mod rules_file;
 pub mod startup;
 pub mod store;

@@ -28,6 +28,8 @@ pub enum StartupError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Rules(String),
     #[error("service key: {0}")]
     ServiceKey(String),
     #[error("auth: {0}")]
@@ -64,9 +66,16 @@ impl Server {
         };
         let docs = Docs::open(store.clone(), docs_limits, metrics.clone()).await?;
         let service_key = load_service_key(&settings.data_dir)?;
-        tracing::warn!(
-            "no security rules are loaded: every client request without the service key is denied"
-        );
+        if let Some(file) = &settings.rules {
+            crate::rules_file::load(&docs, file)
+                .await
+                .map_err(StartupError::Rules)?;
+            tracing::info!(file = %file.display(), "security rules loaded; watching the file for changes");
+            actix_web::rt::spawn(crate::rules_file::watch(docs.clone(), file.clone()));
+        }
+        if docs.rules().is_none() {
+            tracing::warn!("no security rules are loaded: every client request without the service key is denied");
+        }
 
         let listener = TcpListener::bind(settings.listen).map_err(|source| StartupError::Bind {
             addr: settings.listen.to_string(),

@@ -14,3 +14,4 @@ mod durability;
 mod indexes;
 mod ops;
 mod queries;
+mod rules;

@@ -46,3 +46,36 @@ pub async fn drop_index(
     state.docs.drop_index(id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
+
+/// Rules sources are small; a larger body is a mistake (the rules language caps sources at 256 KB).
+const MAX_RULES_BYTES: usize = 512 << 10;
+
+/// `GET /v1/admin/rules`: the live rules source as text.
+pub async fn get_rules(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    Caller::require_service(&request, &state).await?;
+    match state.docs.rules_source().await? {
+        Some(source) => Ok(HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            .body(source)),
+        None => Err(ApiError::new(
+            ErrorCode::NotFound,
+            "no security rules are loaded",
+        )),
+    }
+}
+
+/// `PUT /v1/admin/rules` with the source as text: validated, stored and swapped in atomically;
+/// a bad ruleset answers 400 with every error and the old rules stay live.
+pub async fn put_rules(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    Caller::require_service(&request, &state).await?;
+    let source = super::body::read_text(payload, MAX_RULES_BYTES).await?;
+    state.docs.set_rules(source).await?;
+    Ok(HttpResponse::Ok().json(json!({"status": "live"})))
+}

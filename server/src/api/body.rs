@@ -7,6 +7,24 @@ use crate::error::{ApiError, ErrorCode};
 
 /// Reads the whole body, refusing more than `limit` bytes with 413 before buffering it all.
 pub async fn read_json(payload: web::Payload, limit: usize) -> Result<Json, ApiError> {
+    let bytes = read_bytes(payload, limit).await?;
+    if bytes.is_empty() {
+        return Err(ApiError::invalid(
+            "request body is empty: a JSON object is expected",
+        ));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|err| ApiError::invalid(format!("request body is not valid JSON: {err}")))
+}
+
+/// Reads a UTF-8 text body (rules sources).
+pub async fn read_text(payload: web::Payload, limit: usize) -> Result<String, ApiError> {
+    let bytes = read_bytes(payload, limit).await?;
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| ApiError::invalid("request body is not UTF-8 text"))
+}
+
+async fn read_bytes(payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
     let bytes = match payload.to_bytes_limited(limit).await {
         Err(_) => {
             return Err(ApiError::new(
@@ -21,11 +39,5 @@ pub async fn read_json(payload: web::Payload, limit: usize) -> Result<Json, ApiE
         }
         Ok(Ok(bytes)) => bytes,
     };
-    if bytes.is_empty() {
-        return Err(ApiError::invalid(
-            "request body is empty: a JSON object is expected",
-        ));
-    }
-    serde_json::from_slice(&bytes)
-        .map_err(|err| ApiError::invalid(format!("request body is not valid JSON: {err}")))
+    Ok(bytes)
 }

@@ -6,6 +6,7 @@ use actix_web::HttpRequest;
 
 use super::AppState;
 use crate::auth::Identity;
+use crate::docs::Access;
 use crate::error::{ApiError, ErrorCode};
 
 /// The service key, compared in constant time and never logged.
@@ -72,17 +73,29 @@ impl Caller {
         Ok(Caller::User(state.auth.authenticate(token).await?))
     }
 
-    /// Until security rules exist, only the service key may touch documents.
-    pub async fn require_document_access(
+    /// How this caller reaches documents: the service key bypasses rules; everyone else is
+    /// judged by the rules live when the request arrived (denied when none are loaded).
+    pub async fn document_access(
         request: &HttpRequest,
         state: &AppState,
-    ) -> Result<Caller, ApiError> {
+    ) -> Result<Access, ApiError> {
+        let rules = state.docs.rules();
         match Caller::from_request(request, state).await? {
-            Caller::Service => Ok(Caller::Service),
-            Caller::User(_) | Caller::Anonymous => Err(ApiError::new(
-                ErrorCode::PermissionDenied,
-                "no security rules are loaded, so client access is denied; use the service key",
-            )),
+            Caller::Service => Ok(Access::as_admin()),
+            Caller::Anonymous => Ok(Access::Client { rules, auth: None }),
+            Caller::User(identity) => {
+                let token = hearth_rules::Value::from_wire_json(&serde_json::Value::Object(
+                    identity.claims.clone(),
+                ))
+                .map_err(|err| ApiError::internal(&err))?;
+                Ok(Access::Client {
+                    rules,
+                    auth: Some(hearth_rules::Auth {
+                        uid: identity.uid,
+                        token,
+                    }),
+                })
+            }
         }
     }
 

@@ -11,7 +11,7 @@ use super::AppState;
 use crate::docs::execute::QueryAnswer;
 use crate::docs::query::Query;
 use crate::docs::write::{Precondition, Write, WriteEffect, WriteKind};
-use crate::docs::{CommitOutcome, RawDocument};
+use crate::docs::{Access, CommitOutcome, RawDocument};
 use crate::error::{ApiError, ErrorCode};
 use crate::model::document::response_bytes;
 use crate::model::{CollectionPath, DocId, DocPath, Document};
@@ -121,16 +121,16 @@ pub async fn get(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Caller::require_document_access(&request, &state).await?;
+    let access = Caller::document_access(&request, &state).await?;
     match target(&path)? {
-        Target::Document(path) => match state.docs.get_raw(path.clone()).await? {
+        Target::Document(path) => match state.docs.get_raw(path.clone(), access).await? {
             Some(raw) => Ok(raw_document_response(&path, &raw)),
             None => Err(ApiError::new(
                 ErrorCode::NotFound,
                 format!("document {path} does not exist"),
             )),
         },
-        Target::Collection(collection) => list(&request, collection, &state).await,
+        Target::Collection(collection) => list(&request, collection, &state, access).await,
     }
 }
 
@@ -139,6 +139,7 @@ async fn list(
     request: &HttpRequest,
     collection: CollectionPath,
     state: &AppState,
+    access: Access,
 ) -> Result<HttpResponse, ApiError> {
     let params = web::Query::<Vec<(String, String)>>::from_query(request.query_string())
         .map_err(|err| ApiError::invalid(format!("bad query string: {err}")))?;
@@ -175,7 +176,7 @@ async fn list(
         }
     }
     let query = Query::from_json(&Json::Object(body), state.docs.limits().max_page_size)?;
-    match state.docs.query(query).await? {
+    match state.docs.query(query, access).await? {
         QueryAnswer::Documents {
             documents,
             next_page_token,
@@ -215,7 +216,7 @@ pub async fn put(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Caller::require_document_access(&request, &state).await?;
+    let access = Caller::document_access(&request, &state).await?;
     let path = document_path(&path)?;
     let (precondition, create_only) = precondition(request.headers(), true)?;
     let body = read_json(payload, state.limits.max_body_bytes).await?;
@@ -232,11 +233,14 @@ pub async fn put(
     };
     let outcome = state
         .docs
-        .commit(vec![Write {
-            path,
-            kind,
-            precondition,
-        }])
+        .commit(
+            vec![Write {
+                path,
+                kind,
+                precondition,
+            }],
+            access,
+        )
         .await?;
     let (effect, document) = written(outcome)?;
     let document = document.ok_or_else(|| ApiError::internal(&"set left no document"))?;
@@ -254,18 +258,21 @@ pub async fn patch(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Caller::require_document_access(&request, &state).await?;
+    let access = Caller::document_access(&request, &state).await?;
     let path = document_path(&path)?;
     let (precondition, _) = precondition(request.headers(), false)?;
     let body = read_json(payload, state.limits.max_body_bytes).await?;
     let fields = Write::fields_from_json(&body)?;
     let outcome = state
         .docs
-        .commit(vec![Write {
-            path,
-            kind: WriteKind::Update(fields),
-            precondition,
-        }])
+        .commit(
+            vec![Write {
+                path,
+                kind: WriteKind::Update(fields),
+                precondition,
+            }],
+            access,
+        )
         .await?;
     let (_, document) = written(outcome)?;
     let document = document.ok_or_else(|| ApiError::internal(&"update left no document"))?;
@@ -280,16 +287,19 @@ pub async fn delete(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Caller::require_document_access(&request, &state).await?;
+    let access = Caller::document_access(&request, &state).await?;
     let path = document_path(&path)?;
     let (precondition, _) = precondition(request.headers(), false)?;
     state
         .docs
-        .commit(vec![Write {
-            path,
-            kind: WriteKind::Delete,
-            precondition,
-        }])
+        .commit(
+            vec![Write {
+                path,
+                kind: WriteKind::Delete,
+                precondition,
+            }],
+            access,
+        )
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -300,7 +310,7 @@ pub async fn post(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Caller::require_document_access(&request, &state).await?;
+    let access = Caller::document_access(&request, &state).await?;
     let collection = match target(&path)? {
         Target::Collection(collection) => collection,
         Target::Document(path) => {
@@ -314,11 +324,14 @@ pub async fn post(
     let path = collection.doc(&DocId::generate());
     let outcome = state
         .docs
-        .commit(vec![Write {
-            path: path.clone(),
-            kind: WriteKind::Create(data),
-            precondition: Precondition::None,
-        }])
+        .commit(
+            vec![Write {
+                path: path.clone(),
+                kind: WriteKind::Create(data),
+                precondition: Precondition::None,
+            }],
+            access,
+        )
         .await?;
     let (_, document) = written(outcome)?;
     let document = document.ok_or_else(|| ApiError::internal(&"create left no document"))?;

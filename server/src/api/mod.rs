@@ -108,6 +108,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/v1/admin/users/{uid}/revoke",
             web::post().to(admin_users::revoke_sessions),
         )
+        .route("/v1/admin/rules", web::get().to(admin::get_rules))
+        .route("/v1/admin/rules", web::put().to(admin::put_rules))
         .route("/v1/admin/indexes", web::get().to(admin::list_indexes))
         .route("/v1/admin/indexes", web::post().to(admin::create_index))
         .route(

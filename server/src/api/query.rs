@@ -18,10 +18,10 @@ pub async fn run_query(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Caller::require_document_access(&request, &state).await?;
+    let access = Caller::document_access(&request, &state).await?;
     let body = read_json(payload, state.limits.max_body_bytes).await?;
     let query = Query::from_json(&body, state.docs.limits().max_page_size)?;
-    let answer = state.docs.query(query).await?;
+    let answer = state.docs.query(query, access).await?;
     Ok(match answer {
         QueryAnswer::Documents {
             documents,
@@ -38,10 +38,10 @@ pub async fn explain_query(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Caller::require_document_access(&request, &state).await?;
+    let access = Caller::document_access(&request, &state).await?;
     let body = read_json(payload, state.limits.max_body_bytes).await?;
     let query = Query::from_json(&body, state.docs.limits().max_page_size)?;
-    Ok(HttpResponse::Ok().json(state.docs.explain(&query)))
+    Ok(HttpResponse::Ok().json(state.docs.explain(query, access).await?))
 }
 
 pub async fn batch(
@@ -49,10 +49,10 @@ pub async fn batch(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Caller::require_document_access(&request, &state).await?;
+    let access = Caller::document_access(&request, &state).await?;
     let body = read_json(payload, state.limits.max_body_bytes).await?;
     let writes = parse_batch(&body, state.limits.max_batch_writes)?;
-    let outcome = state.docs.commit(writes).await?;
+    let outcome = state.docs.commit(writes, access).await?;
     let results: Vec<Json> = outcome
         .results
         .iter()

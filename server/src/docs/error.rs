@@ -16,6 +16,12 @@ pub enum DocsError {
     FailedPrecondition(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The security rules (or their absence) deny the request.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// A ruleset that does not parse: every error as `line:column: message`.
+    #[error("the ruleset has {} error(s)", .0.len())]
+    InvalidRules(Vec<String>),
     /// Too many concurrent commits changed the same documents; the client may retry.
     #[error("{0}")]
     Aborted(String),

@@ -1,6 +1,7 @@
 //! Documents: reads, atomic writes with preconditions and transforms, queries and indexes,
 //! on top of the `Store`. No HTTP here; the API layer turns requests into these calls.
 
+pub mod access;
 pub mod error;
 pub mod execute;
 pub mod index;
@@ -14,6 +15,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value as Json};
 
+pub use access::Access;
+use access::{RulesCatalog, WriteCheck};
 pub use error::DocsError;
 use execute::QueryAnswer;
 use index::{
@@ -73,6 +76,7 @@ pub struct DocsLimits {
 pub struct Docs {
     store: SharedStore,
     catalog: IndexCatalog,
+    rules: RulesCatalog,
     limits: DocsLimits,
     metrics: Arc<Metrics>,
 }
@@ -87,6 +91,7 @@ impl Docs {
         let docs = Arc::new(Docs {
             store,
             catalog: IndexCatalog::default(),
+            rules: RulesCatalog::default(),
             limits,
             metrics,
         });
@@ -99,6 +104,17 @@ impl Docs {
             .map(|ix| ix.id)
             .collect();
         docs.catalog.replace(snapshot);
+        if let Some(source) = docs.rules_source().await? {
+            match hearth_rules::Ruleset::parse(&source) {
+                Ok(ruleset) => docs.rules.replace(Some(Arc::new(ruleset))),
+                // Only valid rulesets are stored; a parse failure here means a newer server
+                // stored rules this one cannot read. Deny rather than guess.
+                Err(errors) => tracing::error!(
+                    errors = errors.len(),
+                    "stored security rules do not parse; client access is denied"
+                ),
+            }
+        }
         for id in building {
             docs.clone().spawn_backfill(id);
         }
@@ -129,6 +145,7 @@ impl Docs {
     pub async fn get_raw(
         self: &Arc<Self>,
         path: DocPath,
+        access: Access,
     ) -> Result<Option<RawDocument>, DocsError> {
         self.blocking(move |docs| {
             let view = docs.store.read()?;
@@ -136,6 +153,13 @@ impl Docs {
                 .get_many(Space::Documents, &[document_key(&path)])?
                 .pop()
                 .flatten();
+            if !matches!(access, Access::Admin) {
+                let stored = bytes
+                    .as_ref()
+                    .map(|b| Document::decode_from_store(path.clone(), b))
+                    .transpose()?;
+                access.check_get(view.as_ref(), &path, stored.as_ref())?;
+            }
             Ok(bytes.and_then(|bytes| {
                 StoredHeader::read(&bytes).map(|header| RawDocument { header, bytes })
             }))
@@ -143,24 +167,20 @@ impl Docs {
         .await
     }
 
-    pub async fn get(self: &Arc<Self>, path: DocPath) -> Result<Option<Document>, DocsError> {
-        self.blocking(move |docs| {
-            let view = docs.store.read()?;
-            Ok(read_documents(view.as_ref(), std::slice::from_ref(&path))?
-                .pop()
-                .flatten())
-        })
-        .await
-    }
-
     /// Applies the writes atomically: all or nothing, one commit version for all.
-    pub async fn commit(self: &Arc<Self>, writes: Vec<Write>) -> Result<CommitOutcome, DocsError> {
+    /// Clients' writes are judged by the rules on the documents they would produce.
+    pub async fn commit(
+        self: &Arc<Self>,
+        writes: Vec<Write>,
+        access: Access,
+    ) -> Result<CommitOutcome, DocsError> {
         let writes = Arc::new(writes);
         for attempt in 0..MAX_COMMIT_ATTEMPTS {
             let catalog = self.catalog.snapshot();
             let input = writes.clone();
+            let access = access.clone();
             let prepared = self
-                .blocking(move |docs| docs.prepare(&input, &catalog))
+                .blocking(move |docs| docs.prepare(&input, &catalog, &access))
                 .await?;
             match commit(self.store.as_ref(), prepared.write_set).await {
                 Ok(version) => {
@@ -193,7 +213,12 @@ impl Docs {
     }
 
     /// Reads the current documents and builds the write set of `writes` with optimistic checks.
-    fn prepare(&self, writes: &[Write], catalog: &CatalogSnapshot) -> Result<Prepared, DocsError> {
+    fn prepare(
+        &self,
+        writes: &[Write],
+        catalog: &CatalogSnapshot,
+        access: &Access,
+    ) -> Result<Prepared, DocsError> {
         let view = self.store.read()?;
         let mut paths: Vec<DocPath> = Vec::new();
         for write in writes {
@@ -209,6 +234,7 @@ impl Docs {
             .collect();
         let now = Timestamp::now();
         let mut results = Vec::with_capacity(writes.len());
+        let mut befores = Vec::with_capacity(writes.len());
         for write in writes {
             let before = current.get(&write.path).cloned().flatten();
             let (data, effect) = apply_write(before.as_ref(), write, now)?;
@@ -231,6 +257,21 @@ impl Docs {
                 effect,
                 document: after,
             });
+            befores.push(before);
+        }
+        if !matches!(access, Access::Admin) {
+            let checks: Vec<WriteCheck<'_>> = writes
+                .iter()
+                .zip(&results)
+                .zip(&befores)
+                .map(|((write, result), before)| WriteCheck {
+                    path: &write.path,
+                    method: rules_method(&write.kind, result.effect),
+                    before: before.as_ref(),
+                    after: result.document.as_ref(),
+                })
+                .collect();
+            access.check_writes(view.as_ref(), &checks, &current, now)?;
         }
 
         let mut write_set = WriteSet::default();
@@ -299,19 +340,72 @@ impl Docs {
     }
 
     /// Runs a query on one consistent snapshot.
-    pub async fn query(self: &Arc<Self>, query: Query) -> Result<QueryAnswer, DocsError> {
+    pub async fn query(
+        self: &Arc<Self>,
+        query: Query,
+        access: Access,
+    ) -> Result<QueryAnswer, DocsError> {
         let catalog = self.catalog.snapshot();
         self.blocking(move |docs| {
             let plan = planner::plan(&query, &catalog);
             let view = docs.store.read()?;
+            access.check_list(view.as_ref(), &query)?;
             execute::run(view.as_ref(), &query, &plan, docs.limits.default_page_size)
         })
         .await
     }
 
-    pub fn explain(&self, query: &Query) -> Json {
-        let plan = planner::plan(query, &self.catalog.snapshot());
-        execute::explain(query, &plan)
+    /// The plan of a query; clients need the same `list` permission as for running it.
+    pub async fn explain(
+        self: &Arc<Self>,
+        query: Query,
+        access: Access,
+    ) -> Result<Json, DocsError> {
+        let catalog = self.catalog.snapshot();
+        self.blocking(move |docs| {
+            let view = docs.store.read()?;
+            access.check_list(view.as_ref(), &query)?;
+            Ok(execute::explain(&query, &planner::plan(&query, &catalog)))
+        })
+        .await
+    }
+
+    /// The live security rules.
+    pub fn rules(&self) -> Option<Arc<hearth_rules::Ruleset>> {
+        self.rules.current()
+    }
+
+    /// The stored rules source, if any.
+    pub async fn rules_source(self: &Arc<Self>) -> Result<Option<String>, DocsError> {
+        self.blocking(|docs| read_rules_source(docs.store.read()?.as_ref()))
+            .await
+    }
+
+    /// Validates, stores and swaps in a new ruleset. A bad ruleset changes nothing and returns
+    /// every error as `line:column: message`.
+    pub async fn set_rules(self: &Arc<Self>, source: String) -> Result<(), DocsError> {
+        let ruleset = hearth_rules::Ruleset::parse(&source).map_err(|errors| {
+            DocsError::InvalidRules(
+                errors
+                    .iter()
+                    .map(|e| format!("{}:{}: {}", e.line, e.column, e.message))
+                    .collect(),
+            )
+        })?;
+        let mut value = vec![0u8; 8];
+        value.extend_from_slice(source.as_bytes());
+        let mut write_set = WriteSet::default();
+        write_set.put_versioned(Space::Meta, RULES_KEY.to_vec(), value);
+        commit(self.store.as_ref(), write_set)
+            .await
+            .map_err(|err| match err {
+                CommitError::Store(e) => DocsError::Store(e),
+                CommitError::Conflict => {
+                    DocsError::Aborted("the rules changed meanwhile; retry".into())
+                }
+            })?;
+        self.rules.replace(Some(Arc::new(ruleset)));
+        Ok(())
     }
 
     /// Declares a composite index; existing documents are backfilled in the background.
@@ -551,7 +645,7 @@ struct Prepared {
     results: Vec<WriteResult>,
 }
 
-fn read_documents(
+pub(crate) fn read_documents(
     view: &dyn ReadView,
     paths: &[DocPath],
 ) -> Result<Vec<Option<Document>>, DocsError> {
@@ -565,6 +659,31 @@ fn read_documents(
             None => Ok(None),
         })
         .collect()
+}
+
+/// Meta key of the security rules source (a versioned value).
+const RULES_KEY: &[u8] = b"rules.source";
+
+fn read_rules_source(view: &dyn ReadView) -> Result<Option<String>, DocsError> {
+    let stored = view
+        .get_many(Space::Meta, &[RULES_KEY.to_vec()])?
+        .pop()
+        .flatten();
+    Ok(
+        stored
+            .map(|bytes| String::from_utf8_lossy(bytes.get(8..).unwrap_or_default()).into_owned()),
+    )
+}
+
+/// The rules method of a write: create or update by prior existence, as Firestore decides.
+fn rules_method(kind: &write::WriteKind, effect: WriteEffect) -> hearth_rules::Method {
+    use hearth_rules::Method;
+    match (kind, effect) {
+        (write::WriteKind::Verify, _) => Method::Get,
+        (write::WriteKind::Delete, _) | (_, WriteEffect::Deleted) => Method::Delete,
+        (_, WriteEffect::Created) => Method::Create,
+        _ => Method::Update,
+    }
 }
 
 fn read_catalog(view: &dyn ReadView) -> Result<CatalogSnapshot, DocsError> {

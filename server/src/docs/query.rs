@@ -119,6 +119,8 @@ pub enum Source {
 pub struct Query {
     pub source: Source,
     pub filter: Option<Filter>,
+    /// The `where` clause as sent, for the rules' list proof.
+    pub where_json: Option<Json>,
     /// Order as requested (without the implicit parts).
     pub order_by: Vec<(FieldPath, Direction)>,
     pub limit: Option<usize>,
@@ -276,9 +278,11 @@ impl Query {
             Some(Json::String(token)) => Some(PageToken::decode(token, fingerprint)?),
             Some(_) => return Err(invalid("\"pageToken\" must be a string")),
         };
+        let where_json = object.get("where").filter(|w| !w.is_null()).cloned();
         let query = Query {
             source,
             filter,
+            where_json,
             order_by,
             limit,
             offset,

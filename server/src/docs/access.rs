@@ -1,0 +1,267 @@
+//! Who may do what with documents. Every read, write and query of the documents layer takes an
+//! `Access`: the named admin bypass (service key), or a client judged by the security rules.
+//! Rules run here, inside the read and commit paths, where the stored document and the document
+//! after the write (transforms applied) are both known.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use hearth_rules::{Auth, DocumentReader, EvalBudget, ListRequest, Method, Request, Ruleset};
+use serde_json::Value as Json;
+
+use super::error::DocsError;
+use super::query::{Query, Source};
+use crate::model::{DocPath, Document, Timestamp};
+use crate::store::ReadView;
+
+/// How a caller reaches documents.
+#[derive(Clone)]
+pub enum Access {
+    /// The service key: security rules do not apply.
+    Admin,
+    /// A client (signed in or not), judged by the rules loaded when the request arrived.
+    Client {
+        rules: Option<Arc<Ruleset>>,
+        auth: Option<Auth>,
+    },
+}
+
+impl Access {
+    /// The bypass, named so it stands out in review.
+    pub fn as_admin() -> Access {
+        Access::Admin
+    }
+
+    fn client(&self) -> Option<(&Ruleset, &Option<Auth>)> {
+        match self {
+            Access::Admin => None,
+            Access::Client { rules, auth } => Some((rules.as_deref()?, auth)),
+        }
+    }
+
+    /// A client when no rules are loaded: denied outright.
+    fn without_rules(&self) -> bool {
+        matches!(self, Access::Client { rules: None, .. })
+    }
+}
+
+fn no_rules() -> DocsError {
+    DocsError::PermissionDenied(
+        "no security rules are loaded, so client access is denied; use the service key".into(),
+    )
+}
+
+fn denied(reason: &str) -> DocsError {
+    tracing::debug!(reason, "rules denied a request");
+    DocsError::PermissionDenied("permission denied by the security rules".into())
+}
+
+/// The live ruleset, swapped atomically: a request sees one whole ruleset or the next.
+#[derive(Default)]
+pub struct RulesCatalog {
+    current: RwLock<Option<Arc<Ruleset>>>,
+}
+
+impl RulesCatalog {
+    pub fn current(&self) -> Option<Arc<Ruleset>> {
+        self.current.read().ok().and_then(|guard| guard.clone())
+    }
+
+    pub fn replace(&self, rules: Option<Arc<Ruleset>>) {
+        if let Ok(mut current) = self.current.write() {
+            *current = rules;
+        }
+    }
+}
+
+/// Converts a stored document to what rules see.
+pub fn rules_document(document: &Document) -> Result<hearth_rules::Document, DocsError> {
+    let data = hearth_rules::Value::from_wire_json(&Json::Object(
+        crate::model::value::map_to_json(&document.data),
+    ))
+    .map_err(|err| DocsError::Task(format!("cannot show {} to the rules: {err}", document.path)))?;
+    Ok(hearth_rules::Document {
+        path: document.path.as_str().to_string(),
+        data,
+    })
+}
+
+fn rules_time(time: Timestamp) -> hearth_rules::Timestamp {
+    let micros = time.micros();
+    hearth_rules::Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: (micros.rem_euclid(1_000_000) * 1_000) as u32,
+    }
+}
+
+/// `get()`/`exists()` read the snapshot the request reads; `getAfter()` also sees the batch.
+struct SnapshotReader<'a> {
+    view: &'a dyn ReadView,
+    after: Option<&'a HashMap<DocPath, Option<Document>>>,
+}
+
+impl SnapshotReader<'_> {
+    fn read(&self, path: &str) -> Result<Option<hearth_rules::Document>, String> {
+        let path = DocPath::parse(path).map_err(|e| e.message)?;
+        let stored = super::read_documents(self.view, std::slice::from_ref(&path))
+            .map_err(|e| e.to_string())?;
+        stored
+            .into_iter()
+            .next()
+            .flatten()
+            .map(|d| rules_document(&d).map_err(|e| e.to_string()))
+            .transpose()
+    }
+}
+
+impl DocumentReader for SnapshotReader<'_> {
+    fn get(&self, path: &str) -> Result<Option<hearth_rules::Document>, String> {
+        self.read(path)
+    }
+
+    fn get_after(&self, path: &str) -> Result<Option<hearth_rules::Document>, String> {
+        let parsed = DocPath::parse(path).map_err(|e| e.message)?;
+        match self.after.and_then(|after| after.get(&parsed)) {
+            Some(document) => document
+                .as_ref()
+                .map(|d| rules_document(d).map_err(|e| e.to_string()))
+                .transpose(),
+            None => self.read(path),
+        }
+    }
+
+    /// Roles are not stored yet: `hasRole()` is false for everyone until role grants land.
+    fn has_role(&self, _uid: &str, _role: &str, _domain: Option<&str>) -> bool {
+        false
+    }
+}
+
+/// One document write as the rules judge it.
+pub struct WriteCheck<'a> {
+    pub path: &'a DocPath,
+    pub method: Method,
+    pub before: Option<&'a Document>,
+    pub after: Option<&'a Document>,
+}
+
+impl Access {
+    /// A single-document read: `get` against the stored document (or none). A denied read of a
+    /// missing document answers like one of an existing document.
+    pub fn check_get(
+        &self,
+        view: &dyn ReadView,
+        path: &DocPath,
+        stored: Option<&Document>,
+    ) -> Result<(), DocsError> {
+        if self.without_rules() {
+            return Err(no_rules());
+        }
+        let Some((rules, auth)) = self.client() else {
+            return Ok(());
+        };
+        let request = Request {
+            method: Method::Get,
+            path: path.as_str().to_string(),
+            auth: auth.clone(),
+            time: rules_time(Timestamp::now()),
+            resource: stored.map(rules_document).transpose()?,
+            request_resource: None,
+        };
+        let decision = rules.evaluate(&request, &SnapshotReader { view, after: None });
+        if decision.allowed {
+            Ok(())
+        } else {
+            Err(denied(&decision.reason))
+        }
+    }
+
+    /// Every write of a commit, each on its own; lookups are shared across a batch (20) and
+    /// `getAfter` sees the whole batch applied. `time` is the commit's server timestamp.
+    pub fn check_writes(
+        &self,
+        view: &dyn ReadView,
+        writes: &[WriteCheck<'_>],
+        after: &HashMap<DocPath, Option<Document>>,
+        time: Timestamp,
+    ) -> Result<(), DocsError> {
+        if self.without_rules() {
+            return Err(no_rules());
+        }
+        let Some((rules, auth)) = self.client() else {
+            return Ok(());
+        };
+        let reader = SnapshotReader {
+            view,
+            after: Some(after),
+        };
+        let mut budget = if writes.len() > 1 {
+            EvalBudget::batch()
+        } else {
+            EvalBudget::single()
+        };
+        for write in writes {
+            let request = Request {
+                method: write.method,
+                path: write.path.as_str().to_string(),
+                auth: auth.clone(),
+                time: rules_time(time),
+                resource: write.before.map(rules_document).transpose()?,
+                request_resource: match write.method {
+                    Method::Create | Method::Update => {
+                        write.after.map(rules_document).transpose()?
+                    }
+                    _ => None,
+                },
+            };
+            let decision = rules.evaluate_with_budget(&request, &reader, &mut budget);
+            if !decision.allowed {
+                return Err(denied(&decision.reason));
+            }
+        }
+        Ok(())
+    }
+
+    /// A query: allowed only when the `list` rule is proven for every document it could return.
+    pub fn check_list(&self, view: &dyn ReadView, query: &Query) -> Result<(), DocsError> {
+        if self.without_rules() {
+            return Err(no_rules());
+        }
+        let Some((rules, auth)) = self.client() else {
+            return Ok(());
+        };
+        let disjuncts = match &query.where_json {
+            Some(clause) => hearth_rules::testing::disjunctive_normal_form(clause)
+                .map_err(DocsError::InvalidArgument)?,
+            None => Vec::new(),
+        };
+        let (collection_path, all_descendants) = match &query.source {
+            Source::Collection(collection) => (collection.as_str().to_string(), false),
+            Source::Group { collection_id, .. } => (collection_id.clone(), true),
+        };
+        let request = ListRequest {
+            collection_path,
+            all_descendants,
+            auth: auth.clone(),
+            time: rules_time(Timestamp::now()),
+            limit: query.limit.map(|l| l as i64),
+            offset: (query.offset > 0).then_some(query.offset as i64),
+            order_by: query
+                .order_by
+                .iter()
+                .map(|(field, direction)| {
+                    (
+                        field.to_string(),
+                        *direction == super::index::Direction::Desc,
+                    )
+                })
+                .collect(),
+            disjuncts,
+        };
+        let decision = rules.evaluate_list(&request, &SnapshotReader { view, after: None });
+        if decision.allowed {
+            Ok(())
+        } else {
+            Err(denied(&decision.reason))
+        }
+    }
+}
