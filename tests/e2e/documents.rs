@@ -105,7 +105,7 @@ async fn concurrent_increments_are_all_counted() {
     let server = TestServer::start().await;
     server.put_doc("counters/hot", json!({"n": 0})).await;
     let mut tasks = Vec::new();
-    for _ in 0..40 {
+    for _ in 0..100 {
         let http = server.http.clone();
         let url = format!("{}/v1/docs/counters/hot", server.url);
         tasks.push(tokio::spawn(async move {
@@ -121,7 +121,7 @@ async fn concurrent_increments_are_all_counted() {
     for task in tasks {
         assert_eq!(task.await.unwrap(), StatusCode::OK);
     }
-    assert_eq!(server.get_doc("counters/hot").await.body["data"]["n"], 40);
+    assert_eq!(server.get_doc("counters/hot").await.body["data"]["n"], 100);
 }
 
 #[tokio::test]

@@ -32,6 +32,16 @@ use crate::model::keys::document_key;
 use crate::model::{DocPath, Document, FieldPath, Timestamp};
 use crate::store::{commit, CommitError, Expect, ReadView, SharedStore, Space, WriteSet};
 
+/// Stripes of the per-document write locks.
+const WRITE_LOCK_STRIPES: usize = 1_024;
+
+fn stripe_of(path: &DocPath) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut hasher);
+    (hasher.finish() % WRITE_LOCK_STRIPES as u64) as usize
+}
+
 /// Commits retried this often when concurrent commits keep changing their documents.
 const MAX_COMMIT_ATTEMPTS: u32 = 20;
 /// Documents backfilled per commit while an index builds.
@@ -77,6 +87,9 @@ pub struct Docs {
     store: SharedStore,
     catalog: IndexCatalog,
     rules: RulesCatalog,
+    /// Serialises this process's writers per document (striped), so writers of one hot
+    /// document queue instead of failing each other's optimistic checks until they give up.
+    write_locks: Vec<tokio::sync::Mutex<()>>,
     limits: DocsLimits,
     metrics: Arc<Metrics>,
 }
@@ -92,6 +105,7 @@ impl Docs {
             store,
             catalog: IndexCatalog::default(),
             rules: RulesCatalog::default(),
+            write_locks: (0..WRITE_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             limits,
             metrics,
         });
@@ -174,6 +188,14 @@ impl Docs {
         writes: Vec<Write>,
         access: Access,
     ) -> Result<CommitOutcome, DocsError> {
+        // Take the stripes of every written document in one global order: no deadlocks.
+        let mut stripes: Vec<usize> = writes.iter().map(|w| stripe_of(&w.path)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for stripe in stripes {
+            guards.push(self.write_locks[stripe].lock().await);
+        }
         let writes = Arc::new(writes);
         for attempt in 0..MAX_COMMIT_ATTEMPTS {
             let catalog = self.catalog.snapshot();
