@@ -9,6 +9,7 @@ use serde_json::{json, Value as Json};
 
 use crate::auth::AuthError;
 use crate::docs::DocsError;
+use crate::roles::RolesError;
 use crate::store::StoreError;
 
 /// The error codes of DESIGN.md §3, with their HTTP statuses.
@@ -202,6 +203,17 @@ impl From<AuthError> for ApiError {
             }
             AuthError::Store(err) => err.into(),
             AuthError::Internal(_) => ApiError::internal(&message),
+        }
+    }
+}
+
+impl From<RolesError> for ApiError {
+    fn from(err: RolesError) -> Self {
+        match err {
+            RolesError::Invalid(m) => ApiError::invalid(m),
+            RolesError::Contention => ApiError::new(ErrorCode::Aborted, err.to_string()),
+            RolesError::Store(err) => err.into(),
+            RolesError::Corrupt(_) => ApiError::internal(&err),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod docs;
 pub mod error;
 pub mod metrics;
 pub mod model;
+pub mod roles;
 pub mod rules_file;
 pub mod startup;
 pub mod store;

@@ -104,9 +104,13 @@ impl Server {
         .await
         .map_err(|e| StartupError::Auth(AuthError::internal(e)))??;
 
+        let roles = crate::roles::Roles::open(store.clone())
+            .await
+            .map_err(|err| StartupError::Rules(err.to_string()))?;
         let state = web::Data::new(AppState {
             docs,
             auth: Arc::new(auth),
+            roles,
             store: store.clone(),
             metrics: metrics.clone(),
             service_key,

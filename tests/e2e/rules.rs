@@ -369,3 +369,197 @@ async fn rules_file_is_loaded_at_start_reloaded_on_change_and_kept_over_restarts
         StatusCode::OK
     );
 }
+
+const ROLE_RULES: &str = r#"
+rules_version = '2';
+service cloud.firestore {
+  match /databases/{database}/documents {
+    match /orgs/{org}/docs/{doc} {
+      allow read: if hasRole('editor', org);
+      allow write: if hasRole('admin', org);
+    }
+    match /global/{doc} {
+      allow read: if hasRole('staff');
+    }
+  }
+}
+"#;
+
+#[tokio::test]
+async fn has_role_follows_grants_domains_and_inheritance() {
+    let server = TestServer::start().await;
+    assert_eq!(put_rules(&server, ROLE_RULES).await.status, StatusCode::OK);
+    server.put_doc("orgs/org1/docs/d", json!({"x": 1})).await;
+    server.put_doc("orgs/org2/docs/d", json!({"x": 2})).await;
+    server.put_doc("global/g", json!({})).await;
+    let grant = |body: Json| {
+        server.send(
+            server
+                .admin(Method::POST, "/v1/admin/roles/grants")
+                .json(&body),
+        )
+    };
+    assert_eq!(
+        grant(json!({"uid": "alice", "role": "editor", "domain": "org1"}))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        grant(json!({"uid": "alice", "role": "editor", "domain": "org1"}))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        grant(json!({"uid": "bob", "role": "admin", "domain": "org1"}))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        grant(json!({"uid": "carol", "role": "staff"})).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        grant(json!({"uid": "", "role": "x"})).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let inherit = server
+        .send(
+            server
+                .admin(Method::POST, "/v1/admin/roles/inherits")
+                .json(&json!({"role": "admin", "inherits": "editor", "domain": "org1"})),
+        )
+        .await;
+    assert_eq!(inherit.status, StatusCode::CREATED);
+    let cycle = server
+        .send(
+            server
+                .admin(Method::POST, "/v1/admin/roles/inherits")
+                .json(&json!({"role": "editor", "inherits": "admin", "domain": "org1"})),
+        )
+        .await;
+    assert_eq!(cycle.status, StatusCode::BAD_REQUEST);
+
+    let (alice, bob, carol) = (
+        token_for(&server, "alice").await,
+        token_for(&server, "bob").await,
+        token_for(&server, "carol").await,
+    );
+    assert_eq!(
+        as_user(
+            &server,
+            &alice,
+            Method::GET,
+            "/v1/docs/orgs/org1/docs/d",
+            None
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        as_user(
+            &server,
+            &alice,
+            Method::GET,
+            "/v1/docs/orgs/org2/docs/d",
+            None
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        as_user(
+            &server,
+            &bob,
+            Method::GET,
+            "/v1/docs/orgs/org1/docs/d",
+            None
+        )
+        .await
+        .status,
+        StatusCode::OK,
+        "admin includes editor"
+    );
+    assert_eq!(
+        as_user(&server, &carol, Method::GET, "/v1/docs/global/g", None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        as_user(&server, &alice, Method::GET, "/v1/docs/global/g", None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let change = Some(json!({"x": 3}));
+    assert_eq!(
+        as_user(
+            &server,
+            &alice,
+            Method::PATCH,
+            "/v1/docs/orgs/org1/docs/d",
+            change.clone()
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        as_user(
+            &server,
+            &bob,
+            Method::PATCH,
+            "/v1/docs/orgs/org1/docs/d",
+            change
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+
+    let listed = server
+        .send(server.admin(Method::GET, "/v1/admin/roles/grants?uid=alice"))
+        .await;
+    assert_eq!(
+        listed.body["grants"],
+        json!([{"uid": "alice", "role": "editor", "domain": "org1"}])
+    );
+    let revoked = server
+        .send(
+            server
+                .admin(Method::DELETE, "/v1/admin/roles/grants")
+                .json(&json!({"uid": "alice", "role": "editor", "domain": "org1"})),
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        as_user(
+            &server,
+            &alice,
+            Method::GET,
+            "/v1/docs/orgs/org1/docs/d",
+            None
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    // Grants are stored: they survive a restart.
+    let mut server = server;
+    server.restart().await;
+    let bob = token_for(&server, "bob").await;
+    let status = server
+        .send(
+            server
+                .anonymous(Method::GET, "/v1/docs/orgs/org1/docs/d")
+                .bearer_auth(bob),
+        )
+        .await
+        .status;
+    assert_eq!(status, StatusCode::OK);
+}

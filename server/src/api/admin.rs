@@ -8,6 +8,7 @@ use super::caller::Caller;
 use super::AppState;
 use crate::docs::parse_index_fields;
 use crate::error::{ApiError, ErrorCode};
+use crate::roles::{Grant, Inheritance, DEFAULT_DOMAIN};
 
 pub async fn create_index(
     request: HttpRequest,
@@ -78,4 +79,89 @@ pub async fn put_rules(
     let source = super::body::read_text(payload, MAX_RULES_BYTES).await?;
     state.docs.set_rules(source).await?;
     Ok(HttpResponse::Ok().json(json!({"status": "live"})))
+}
+
+/// `{"uid", "role", "domain"?}` as a grant (the default domain when none is named).
+fn grant_from(body: &Json) -> Result<Grant, ApiError> {
+    let text = |name: &str| body.get(name).and_then(Json::as_str).map(str::to_string);
+    Ok(Grant {
+        uid: text("uid").ok_or_else(|| ApiError::invalid("\"uid\" (a string) is required"))?,
+        role: text("role").ok_or_else(|| ApiError::invalid("\"role\" (a string) is required"))?,
+        domain: text("domain").unwrap_or_else(|| DEFAULT_DOMAIN.to_string()),
+    })
+}
+
+/// `POST /v1/admin/roles/grants {"uid", "role", "domain"?}`: 201 when granted, 200 when it was.
+pub async fn grant_role(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    Caller::require_service(&request, &state).await?;
+    let grant = grant_from(&read_json(payload, state.limits.max_body_bytes).await?)?;
+    let created = state.roles.grant(grant.clone()).await?;
+    let mut response = if created {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    };
+    Ok(response.json(grant))
+}
+
+/// `DELETE /v1/admin/roles/grants` with the same body: 204 (also when there was no grant).
+pub async fn revoke_role(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    Caller::require_service(&request, &state).await?;
+    let grant = grant_from(&read_json(payload, state.limits.max_body_bytes).await?)?;
+    state.roles.revoke(grant).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /v1/admin/roles/grants?uid=`: direct grants, of one user or of everyone.
+pub async fn list_grants(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    Caller::require_service(&request, &state).await?;
+    let params =
+        web::Query::<std::collections::HashMap<String, String>>::from_query(request.query_string())
+            .map_err(|err| ApiError::invalid(format!("bad query string: {err}")))?;
+    let grants = state.roles.grants(params.get("uid").map(String::as_str));
+    Ok(HttpResponse::Ok().json(json!({ "grants": grants })))
+}
+
+/// `POST /v1/admin/roles/inherits {"role", "inherits", "domain"?}`: `role` includes `inherits`.
+pub async fn inherit_role(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    Caller::require_service(&request, &state).await?;
+    let body = read_json(payload, state.limits.max_body_bytes).await?;
+    let text = |name: &str| body.get(name).and_then(Json::as_str).map(str::to_string);
+    let edge = Inheritance {
+        role: text("role").ok_or_else(|| ApiError::invalid("\"role\" (a string) is required"))?,
+        inherits: text("inherits")
+            .ok_or_else(|| ApiError::invalid("\"inherits\" (a string) is required"))?,
+        domain: text("domain").unwrap_or_else(|| DEFAULT_DOMAIN.to_string()),
+    };
+    let created = state.roles.inherit(edge.clone()).await?;
+    let mut response = if created {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    };
+    Ok(response.json(edge))
+}
+
+/// `GET /v1/admin/roles/inherits`: every inheritance edge.
+pub async fn list_inherits(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    Caller::require_service(&request, &state).await?;
+    Ok(HttpResponse::Ok().json(json!({ "inherits": state.roles.inheritances() })))
 }

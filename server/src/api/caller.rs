@@ -82,7 +82,11 @@ impl Caller {
         let rules = state.docs.rules();
         match Caller::from_request(request, state).await? {
             Caller::Service => Ok(Access::as_admin()),
-            Caller::Anonymous => Ok(Access::Client { rules, auth: None }),
+            Caller::Anonymous => Ok(Access::Client {
+                rules,
+                auth: None,
+                roles: state.roles.clone(),
+            }),
             Caller::User(identity) => {
                 let token = hearth_rules::Value::from_wire_json(&serde_json::Value::Object(
                     identity.claims.clone(),
@@ -94,6 +98,7 @@ impl Caller {
                         uid: identity.uid,
                         token,
                     }),
+                    roles: state.roles.clone(),
                 })
             }
         }

@@ -23,6 +23,7 @@ use crate::auth::Auth;
 use crate::docs::Docs;
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::Metrics;
+use crate::roles::Roles;
 use crate::store::SharedStore;
 
 /// Limits of the HTTP layer.
@@ -38,6 +39,7 @@ pub struct HttpLimits {
 pub struct AppState {
     pub docs: Arc<Docs>,
     pub auth: Arc<Auth>,
+    pub roles: Arc<Roles>,
     pub store: SharedStore,
     pub metrics: Arc<Metrics>,
     pub service_key: ServiceKey,
@@ -107,6 +109,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/v1/admin/users/{uid}/revoke",
             web::post().to(admin_users::revoke_sessions),
+        )
+        .route("/v1/admin/roles/grants", web::get().to(admin::list_grants))
+        .route("/v1/admin/roles/grants", web::post().to(admin::grant_role))
+        .route(
+            "/v1/admin/roles/grants",
+            web::delete().to(admin::revoke_role),
+        )
+        .route(
+            "/v1/admin/roles/inherits",
+            web::get().to(admin::list_inherits),
+        )
+        .route(
+            "/v1/admin/roles/inherits",
+            web::post().to(admin::inherit_role),
         )
         .route("/v1/admin/rules", web::get().to(admin::get_rules))
         .route("/v1/admin/rules", web::put().to(admin::put_rules))

@@ -12,6 +12,7 @@ use serde_json::Value as Json;
 use super::error::DocsError;
 use super::query::{Query, Source};
 use crate::model::{DocPath, Document, Timestamp};
+use crate::roles::Roles;
 use crate::store::ReadView;
 
 /// How a caller reaches documents.
@@ -19,10 +20,12 @@ use crate::store::ReadView;
 pub enum Access {
     /// The service key: security rules do not apply.
     Admin,
-    /// A client (signed in or not), judged by the rules loaded when the request arrived.
+    /// A client (signed in or not), judged by the rules loaded when the request arrived;
+    /// `hasRole()` asks `roles`.
     Client {
         rules: Option<Arc<Ruleset>>,
         auth: Option<Auth>,
+        roles: Arc<Roles>,
     },
 }
 
@@ -32,10 +35,10 @@ impl Access {
         Access::Admin
     }
 
-    fn client(&self) -> Option<(&Ruleset, &Option<Auth>)> {
+    fn client(&self) -> Option<(&Ruleset, &Option<Auth>, &Roles)> {
         match self {
             Access::Admin => None,
-            Access::Client { rules, auth } => Some((rules.as_deref()?, auth)),
+            Access::Client { rules, auth, roles } => Some((rules.as_deref()?, auth, roles)),
         }
     }
 
@@ -98,6 +101,7 @@ fn rules_time(time: Timestamp) -> hearth_rules::Timestamp {
 struct SnapshotReader<'a> {
     view: &'a dyn ReadView,
     after: Option<&'a HashMap<DocPath, Option<Document>>>,
+    roles: &'a Roles,
 }
 
 impl SnapshotReader<'_> {
@@ -130,9 +134,8 @@ impl DocumentReader for SnapshotReader<'_> {
         }
     }
 
-    /// Roles are not stored yet: `hasRole()` is false for everyone until role grants land.
-    fn has_role(&self, _uid: &str, _role: &str, _domain: Option<&str>) -> bool {
-        false
+    fn has_role(&self, uid: &str, role: &str, domain: Option<&str>) -> bool {
+        self.roles.has_role(uid, role, domain)
     }
 }
 
@@ -156,7 +159,7 @@ impl Access {
         if self.without_rules() {
             return Err(no_rules());
         }
-        let Some((rules, auth)) = self.client() else {
+        let Some((rules, auth, roles)) = self.client() else {
             return Ok(());
         };
         let request = Request {
@@ -167,7 +170,14 @@ impl Access {
             resource: stored.map(rules_document).transpose()?,
             request_resource: None,
         };
-        let decision = rules.evaluate(&request, &SnapshotReader { view, after: None });
+        let decision = rules.evaluate(
+            &request,
+            &SnapshotReader {
+                view,
+                after: None,
+                roles,
+            },
+        );
         if decision.allowed {
             Ok(())
         } else {
@@ -187,12 +197,13 @@ impl Access {
         if self.without_rules() {
             return Err(no_rules());
         }
-        let Some((rules, auth)) = self.client() else {
+        let Some((rules, auth, roles)) = self.client() else {
             return Ok(());
         };
         let reader = SnapshotReader {
             view,
             after: Some(after),
+            roles,
         };
         let mut budget = if writes.len() > 1 {
             EvalBudget::batch()
@@ -226,7 +237,7 @@ impl Access {
         if self.without_rules() {
             return Err(no_rules());
         }
-        let Some((rules, auth)) = self.client() else {
+        let Some((rules, auth, roles)) = self.client() else {
             return Ok(());
         };
         let disjuncts = match &query.where_json {
@@ -257,7 +268,14 @@ impl Access {
                 .collect(),
             disjuncts,
         };
-        let decision = rules.evaluate_list(&request, &SnapshotReader { view, after: None });
+        let decision = rules.evaluate_list(
+            &request,
+            &SnapshotReader {
+                view,
+                after: None,
+                roles,
+            },
+        );
         if decision.allowed {
             Ok(())
         } else {

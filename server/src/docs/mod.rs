@@ -105,7 +105,9 @@ impl Docs {
             store,
             catalog: IndexCatalog::default(),
             rules: RulesCatalog::default(),
-            write_locks: (0..WRITE_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            write_locks: (0..WRITE_LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
             limits,
             metrics,
         });
