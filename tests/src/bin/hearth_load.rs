@@ -22,9 +22,12 @@ enum Scenario {
     Query,
     /// GET `/` of the bare baseline server (any URL that answers GET).
     Raw,
+    /// POST `/v1/auth/login` as one of `--users` accounts (signed up first unless `--no-seed`);
+    /// run the server with `HEARTH_AUTH__RATE_LIMITS=false`.
+    Login,
 }
 
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "hearth-load", about = "Load generator for Hearth")]
 struct Args {
     #[arg(value_enum)]
@@ -50,6 +53,16 @@ struct Args {
     /// Collection to use.
     #[arg(long, default_value = "bench")]
     collection: String,
+    /// Accounts to sign up and log in as (login).
+    #[arg(long, default_value_t = 100)]
+    users: usize,
+    /// Load these security rules (PUT /v1/admin/rules) before measuring.
+    #[arg(long)]
+    rules: Option<std::path::PathBuf>,
+    /// Measure as this user (an access token minted by the admin API) instead of with the
+    /// service key, so the rules apply; queries then ask for this user's documents.
+    #[arg(long)]
+    as_user: Option<String>,
     /// Write one document's GET response body here after seeding (the baseline serves it).
     #[arg(long)]
     sample_body: Option<std::path::PathBuf>,
@@ -86,6 +99,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     match args.scenario {
         Scenario::Get if !args.no_seed => seed(&client, &args, false).await?,
         Scenario::Query if !args.no_seed => seed(&client, &args, true).await?,
+        Scenario::Login if !args.no_seed => seed_users(&client, &args).await?,
         _ => {}
     }
     if let Some(path) = &args.sample_body {
@@ -98,6 +112,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .await?;
         std::fs::write(path, &body)?;
     }
+    let args = Arc::new(switch_to_client(&client, Arc::unwrap_or_clone(args)).await?);
     // Warm up connections and caches for one second before measuring.
     measure(&client, &args, Duration::from_secs(1)).await?;
     let (histogram, errors, elapsed) =
@@ -183,6 +198,60 @@ async fn seed(client: &reqwest::Client, args: &Args, for_query: bool) -> anyhow:
     Ok(())
 }
 
+fn user_email(i: usize) -> String {
+    format!("load{i}@bench.hearth.test")
+}
+
+fn user_password(i: usize) -> String {
+    format!("load password number {i}")
+}
+
+/// Signs up `--users` accounts (an existing one answers 409, which is fine).
+async fn seed_users(client: &reqwest::Client, args: &Args) -> anyhow::Result<()> {
+    for i in 0..args.users {
+        let response = client
+            .post(format!("{}/v1/auth/signup", args.url))
+            .json(&json!({"email": user_email(i), "password": user_password(i)}))
+            .send()
+            .await?;
+        let status = response.status();
+        if !status.is_success() && status != reqwest::StatusCode::CONFLICT {
+            anyhow::bail!("signup failed: {status} {}", response.text().await?);
+        }
+    }
+    Ok(())
+}
+
+/// Loads `--rules` and, with `--as-user`, replaces the service key by that user's access token.
+async fn switch_to_client(client: &reqwest::Client, mut args: Args) -> anyhow::Result<Args> {
+    if let Some(path) = &args.rules {
+        let response = client
+            .put(format!("{}/v1/admin/rules", args.url))
+            .bearer_auth(&args.key)
+            .body(std::fs::read_to_string(path)?)
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            anyhow::bail!("loading the rules failed: {}", response.text().await?);
+        }
+    }
+    if let Some(uid) = &args.as_user {
+        let minted: Json = client
+            .post(format!("{}/v1/admin/tokens", args.url))
+            .bearer_auth(&args.key)
+            .json(&json!({ "uid": uid }))
+            .send()
+            .await?
+            .json()
+            .await?;
+        args.key = minted["accessToken"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("minting a token failed: {minted}"))?
+            .to_string();
+    }
+    Ok(args)
+}
+
 /// Runs the scenario with `--concurrency` clients for `duration`.
 async fn measure(
     client: &reqwest::Client,
@@ -208,11 +277,17 @@ async fn measure(
                     Scenario::Get => client.get(format!("{}/v1/docs/{}/d{}", args.url, args.collection, rng.random_range(0..args.docs))),
                     Scenario::Query => client.post(format!("{}/v1/query", args.url)).json(&json!({
                         "from": args.collection,
-                        "where": {"and": [["owner", "==", format!("u{}", rng.random_range(0..100))], ["n", ">", rng.random_range(0..9_000)]]},
+                        "where": {"and": [["owner", "==", args.as_user.clone().unwrap_or_else(|| format!("u{}", rng.random_range(0..100)))], ["n", ">", rng.random_range(0..9_000)]]},
                         "orderBy": [["n", "desc"]],
                         "limit": 20
                     })),
                     Scenario::Raw => client.get(format!("{}/", args.url)),
+                    Scenario::Login => {
+                        let i = rng.random_range(0..args.users.max(1));
+                        client
+                            .post(format!("{}/v1/auth/login", args.url))
+                            .json(&json!({"email": user_email(i), "password": user_password(i)}))
+                    }
                 };
                 let sent = Instant::now();
                 let ok = match request.bearer_auth(&args.key).send().await {
