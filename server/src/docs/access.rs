@@ -59,6 +59,14 @@ fn denied(reason: &str) -> DocsError {
     DocsError::PermissionDenied("permission denied by the security rules".into())
 }
 
+fn decide(decision: hearth_rules::Decision) -> Result<(), DocsError> {
+    if decision.allowed {
+        Ok(())
+    } else {
+        Err(denied(&decision.reason))
+    }
+}
+
 /// The live ruleset, swapped atomically: a request sees one whole ruleset or the next.
 #[derive(Default)]
 pub struct RulesCatalog {
@@ -170,19 +178,12 @@ impl Access {
             resource: stored.map(rules_document).transpose()?,
             request_resource: None,
         };
-        let decision = rules.evaluate(
-            &request,
-            &SnapshotReader {
-                view,
-                after: None,
-                roles,
-            },
-        );
-        if decision.allowed {
-            Ok(())
-        } else {
-            Err(denied(&decision.reason))
-        }
+        let reader = SnapshotReader {
+            view,
+            after: None,
+            roles,
+        };
+        decide(rules.evaluate(&request, &reader))
     }
 
     /// Every write of a commit, each on its own; lookups are shared across a batch (20) and
@@ -224,10 +225,7 @@ impl Access {
                     _ => None,
                 },
             };
-            let decision = rules.evaluate_with_budget(&request, &reader, &mut budget);
-            if !decision.allowed {
-                return Err(denied(&decision.reason));
-            }
+            decide(rules.evaluate_with_budget(&request, &reader, &mut budget))?;
         }
         Ok(())
     }
@@ -268,18 +266,11 @@ impl Access {
                 .collect(),
             disjuncts,
         };
-        let decision = rules.evaluate_list(
-            &request,
-            &SnapshotReader {
-                view,
-                after: None,
-                roles,
-            },
-        );
-        if decision.allowed {
-            Ok(())
-        } else {
-            Err(denied(&decision.reason))
-        }
+        let reader = SnapshotReader {
+            view,
+            after: None,
+            roles,
+        };
+        decide(rules.evaluate_list(&request, &reader))
     }
 }

@@ -82,114 +82,113 @@ fn split_segments(text: &str) -> Result<Vec<&str>, ModelError> {
     Ok(segments)
 }
 
-/// A document path: an even number of segments, `collection/doc[/collection/doc...]`.
+/// The validated segments of a path and their joined text; shared by both path kinds, which
+/// differ only in the parity of their segment count.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct DocPath {
+struct Segments {
     path: String,
     segments: Vec<String>,
 }
 
-impl DocPath {
-    pub fn parse(text: &str) -> Result<DocPath, ModelError> {
+impl Segments {
+    fn parse(text: &str, even: bool, kind: &str) -> Result<Segments, ModelError> {
         let segments = split_segments(text)?;
-        if segments.len() % 2 != 0 {
+        if segments.len().is_multiple_of(2) != even {
+            let parity = if even { "even" } else { "odd" };
             return Err(ModelError::invalid(format!(
-                "'{text}' is not a document path: it needs an even number of segments"
+                "'{text}' is not a {kind} path: it needs an {parity} number of segments"
             )));
         }
-        Ok(Self::from_segments(
-            segments.into_iter().map(String::from).collect(),
-        ))
+        Ok(Self::new(segments.into_iter().map(String::from).collect()))
     }
 
-    fn from_segments(segments: Vec<String>) -> DocPath {
-        DocPath {
+    fn new(segments: Vec<String>) -> Segments {
+        Segments {
             path: segments.join("/"),
             segments,
         }
     }
 
+    /// The last segment.
+    fn last(&self) -> &str {
+        self.segments.last().map(String::as_str).unwrap_or_default()
+    }
+}
+
+/// A document path: an even number of segments, `collection/doc[/collection/doc...]`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DocPath(Segments);
+
+impl DocPath {
+    pub fn parse(text: &str) -> Result<DocPath, ModelError> {
+        Segments::parse(text, true, "document").map(DocPath)
+    }
+
     pub fn as_str(&self) -> &str {
-        &self.path
+        &self.0.path
     }
 
     pub fn segments(&self) -> &[String] {
-        &self.segments
+        &self.0.segments
     }
 
-    /// The last segment.
+    /// The document ID: the last segment.
     pub fn id(&self) -> &str {
-        self.segments.last().map(String::as_str).unwrap_or_default()
+        self.0.last()
     }
 
     pub fn collection(&self) -> CollectionPath {
-        CollectionPath::from_segments(self.segments[..self.segments.len() - 1].to_vec())
+        CollectionPath(Segments::new(
+            self.segments()[..self.segments().len() - 1].to_vec(),
+        ))
     }
 }
 
 impl fmt::Display for DocPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.path)
+        f.write_str(self.as_str())
     }
 }
 
 /// A collection path: an odd number of segments, `collection[/doc/collection...]`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct CollectionPath {
-    path: String,
-    segments: Vec<String>,
-}
+pub struct CollectionPath(Segments);
 
 impl CollectionPath {
     pub fn parse(text: &str) -> Result<CollectionPath, ModelError> {
-        let segments = split_segments(text)?;
-        if segments.len() % 2 != 1 {
-            return Err(ModelError::invalid(format!(
-                "'{text}' is not a collection path: it needs an odd number of segments"
-            )));
-        }
-        Ok(Self::from_segments(
-            segments.into_iter().map(String::from).collect(),
-        ))
-    }
-
-    fn from_segments(segments: Vec<String>) -> CollectionPath {
-        CollectionPath {
-            path: segments.join("/"),
-            segments,
-        }
+        Segments::parse(text, false, "collection").map(CollectionPath)
     }
 
     pub fn as_str(&self) -> &str {
-        &self.path
+        &self.0.path
     }
 
     pub fn segments(&self) -> &[String] {
-        &self.segments
+        &self.0.segments
     }
 
     /// The collection ID: the last segment.
     pub fn id(&self) -> &str {
-        self.segments.last().map(String::as_str).unwrap_or_default()
+        self.0.last()
     }
 
     pub fn doc(&self, id: &DocId) -> DocPath {
-        let mut segments = self.segments.clone();
+        let mut segments = self.segments().to_vec();
         segments.push(id.0.clone());
-        DocPath::from_segments(segments)
+        DocPath(Segments::new(segments))
     }
 
     /// A subcollection of `parent` (a document path) with the collection ID `id`.
     pub fn child_of(parent: Option<&DocPath>, id: &DocId) -> CollectionPath {
-        let mut segments = parent.map(|p| p.segments.clone()).unwrap_or_default();
+        let mut segments = parent.map(|p| p.segments().to_vec()).unwrap_or_default();
         segments.push(id.0.clone());
-        CollectionPath::from_segments(segments)
+        CollectionPath(Segments::new(segments))
     }
 }
 
 impl fmt::Display for CollectionPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.path)
+        f.write_str(self.as_str())
     }
 }
 
