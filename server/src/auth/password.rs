@@ -1,14 +1,16 @@
 //! Passwords: the `Password` newtype (length and breached-list checks at the edge) and argon2id
-//! hashing on a bounded blocking pool, so a login flood can neither exhaust memory (each hash
-//! holds `memory_kib`) nor stall the async executor.
+//! hashing on a bounded pool of dedicated threads, so a login flood can neither exhaust memory
+//! (each hash holds `memory_kib`) nor stall the async executor.
 
 use std::collections::HashSet;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::PasswordHash;
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use base64::Engine as _;
 use rand::Rng as _;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, oneshot};
 
 use super::error::AuthError;
 
@@ -79,10 +81,18 @@ pub struct HashCost {
     pub parallelism: u32,
 }
 
-/// Hashes and verifies passwords on at most `concurrency` blocking threads at a time.
+/// A unit of hashing work, run on a hashing thread with that thread's reusable memory.
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
+/// Jobs waiting for a hashing thread at most; more callers wait (asynchronously) to enqueue.
+const QUEUE: usize = 1_024;
+
+/// Hashes and verifies passwords on `concurrency` dedicated threads. Each thread keeps one
+/// argon2 memory buffer and reuses it, so hashing holds at most `concurrency × memory_kib` however
+/// many logins arrive at once, and never runs on the async executor.
 pub struct PasswordHasher {
     params: Params,
-    permits: Arc<Semaphore>,
+    jobs: mpsc::Sender<Job>,
     /// Verified in place of a real hash when the email is unknown, so both cases cost the same.
     dummy_hash: String,
 }
@@ -91,10 +101,37 @@ impl PasswordHasher {
     pub fn new(cost: HashCost, concurrency: usize) -> Result<PasswordHasher, AuthError> {
         let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
             .map_err(|e| AuthError::internal(format!("invalid argon2 parameters: {e}")))?;
-        let dummy_hash = hash_blocking(&params, "not a real password: dummy for unknown emails")?;
+        let dummy_hash = hash_with_memory(
+            &params,
+            "not a real password: dummy for unknown emails",
+            &mut Vec::new(),
+        )?;
+        let (jobs, receiver) = mpsc::channel::<Job>(QUEUE);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for i in 0..concurrency.max(1) {
+            let receiver = receiver.clone();
+            std::thread::Builder::new()
+                .name(format!("hearth-argon2-{i}"))
+                .spawn(move || {
+                    let mut memory = Vec::new();
+                    loop {
+                        // One idle thread waits on the queue at a time; the lock is released as
+                        // soon as it has a job.
+                        let job = match receiver.lock() {
+                            Ok(mut queue) => queue.blocking_recv(),
+                            Err(_) => None,
+                        };
+                        match job {
+                            Some(job) => job(&mut memory),
+                            None => return,
+                        }
+                    }
+                })
+                .map_err(|e| AuthError::internal(format!("cannot start a hashing thread: {e}")))?;
+        }
         Ok(PasswordHasher {
             params,
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            jobs,
             dummy_hash,
         })
     }
@@ -102,7 +139,8 @@ impl PasswordHasher {
     pub async fn hash(&self, password: &Password) -> Result<String, AuthError> {
         let params = self.params.clone();
         let text = password.0.clone();
-        self.run(move || hash_blocking(&params, &text)).await?
+        self.run(move |memory| hash_with_memory(&params, &text, memory))
+            .await?
     }
 
     /// Verifies `password` against `stored`; with no stored hash (unknown email, anonymous user)
@@ -114,34 +152,27 @@ impl PasswordHasher {
     ) -> Result<bool, AuthError> {
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.dummy_hash.clone());
-        let params = self.params.clone();
         let text = password.0.clone();
         let matches = self
-            .run(move || {
-                let parsed = PasswordHash::new(&hash)
-                    .map_err(|e| AuthError::internal(format!("stored hash does not parse: {e}")))?;
-                Ok::<bool, AuthError>(
-                    argon2(&params)
-                        .verify_password(text.as_bytes(), &parsed)
-                        .is_ok(),
-                )
-            })
+            .run(move |memory| verify_with_memory(&hash, &text, memory))
             .await??;
         Ok(known && matches)
     }
 
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce() -> T + Send + 'static,
+        work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, AuthError> {
-        let _permit = self
-            .permits
-            .acquire()
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move |memory| {
+                let _ = reply.send(work(memory));
+            }))
             .await
-            .map_err(|e| AuthError::internal(format!("hash pool closed: {e}")))?;
-        tokio::task::spawn_blocking(work)
+            .map_err(|_| AuthError::internal("the hashing threads stopped"))?;
+        answer
             .await
-            .map_err(|e| AuthError::internal(format!("hash task failed: {e}")))
+            .map_err(|_| AuthError::internal("a hashing job was dropped"))
     }
 }
 
@@ -149,14 +180,59 @@ fn argon2(params: &Params) -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
 }
 
-fn hash_blocking(params: &Params, text: &str) -> Result<String, AuthError> {
-    let salt_bytes: [u8; 16] = rand::rng().random();
-    let salt = SaltString::encode_b64(&salt_bytes)
-        .map_err(|e| AuthError::internal(format!("salt: {e}")))?;
+/// Hashes into a PHC string (`$argon2id$v=19$m=..,t=..,p=..$salt$hash`) using `memory`.
+fn hash_with_memory(
+    params: &Params,
+    text: &str,
+    memory: &mut Vec<Block>,
+) -> Result<String, AuthError> {
+    let salt: [u8; 16] = rand::rng().random();
+    let mut output = [0u8; 32];
+    memory.resize(params.block_count(), Block::default());
     argon2(params)
-        .hash_password(text.as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|e| AuthError::internal(format!("argon2: {e}")))
+        .hash_password_into_with_memory(text.as_bytes(), &salt, &mut output, &mut memory[..])
+        .map_err(|e| AuthError::internal(format!("argon2: {e}")))?;
+    Ok(format!(
+        "$argon2id$v=19$m={},t={},p={}${}${}",
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        STANDARD_NO_PAD.encode(salt),
+        STANDARD_NO_PAD.encode(output)
+    ))
+}
+
+/// Checks `text` against a stored PHC string (whatever cost it was made with) using `memory`.
+fn verify_with_memory(
+    stored: &str,
+    text: &str,
+    memory: &mut Vec<Block>,
+) -> Result<bool, AuthError> {
+    let corrupt = |what: &str| AuthError::internal(format!("stored password hash: {what}"));
+    let parsed = PasswordHash::new(stored).map_err(|e| corrupt(&e.to_string()))?;
+    if parsed.algorithm.as_str() != "argon2id" {
+        return Err(corrupt("not argon2id"));
+    }
+    let params = Params::try_from(&parsed).map_err(|e| corrupt(&e.to_string()))?;
+    let mut salt = [0u8; 64];
+    let salt = parsed
+        .salt
+        .ok_or_else(|| corrupt("no salt"))?
+        .decode_b64(&mut salt)
+        .map_err(|e| corrupt(&e.to_string()))?;
+    let expected = parsed.hash.ok_or_else(|| corrupt("no hash"))?;
+    let expected = expected.as_bytes();
+    let mut output = vec![0u8; expected.len()];
+    memory.resize(params.block_count(), Block::default());
+    argon2(&params)
+        .hash_password_into_with_memory(text.as_bytes(), salt, &mut output, &mut memory[..])
+        .map_err(|e| AuthError::internal(format!("argon2: {e}")))?;
+    // Constant time: the comparison must not reveal how many leading bytes matched.
+    let difference = output
+        .iter()
+        .zip(expected)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    Ok(difference == 0 && output.len() == expected.len())
 }
 
 #[cfg(test)]
@@ -201,5 +277,29 @@ mod tests {
         assert!(hasher.verify(&right, Some(hash.clone())).await.unwrap());
         assert!(!hasher.verify(&wrong, Some(hash)).await.unwrap());
         assert!(!hasher.verify(&right, None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn hashes_interoperate_with_the_reference_phc_implementation() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _, SaltString};
+        let hasher = PasswordHasher::new(CHEAP, 1).unwrap();
+        let password = Password::new_password("interoperable secret").unwrap();
+        let ours = hasher.hash(&password).await.unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        let params = Params::new(1_024, 1, 1, None).unwrap();
+        assert!(argon2(&params)
+            .verify_password(b"interoperable secret", &parsed)
+            .is_ok());
+        let salt = SaltString::encode_b64(&[9u8; 16]).unwrap();
+        let theirs = argon2(&params)
+            .hash_password(b"interoperable secret", &salt)
+            .unwrap()
+            .to_string();
+        assert!(hasher
+            .verify(&password, Some(theirs.clone()))
+            .await
+            .unwrap());
+        let wrong = Password::offered("interoperable secreT").unwrap();
+        assert!(!hasher.verify(&wrong, Some(theirs)).await.unwrap());
     }
 }
