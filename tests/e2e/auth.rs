@@ -204,30 +204,36 @@ async fn login_failures_do_not_reveal_whether_the_email_exists() {
         unknown.header("www-authenticate")
     );
 
-    let mut wrong_times = Vec::new();
-    let mut unknown_times = Vec::new();
-    for _ in 0..15 {
-        for (email, times) in [
-            ("real@example.com", &mut wrong_times),
-            ("nobody@example.com", &mut unknown_times),
-        ] {
-            let started = Instant::now();
-            let response = server.login(email, "wrong password!").await;
-            times.push(started.elapsed());
-            assert_eq!(response.status, StatusCode::UNAUTHORIZED);
-        }
-    }
+    // Timing on a shared machine is noisy: measure interleaved pairs, and allow up to three
+    // rounds. A real leak (skipping the hash for unknown emails saves a whole argon2 run, ~15 ms
+    // or more) fails every round.
     let median = |times: &mut Vec<Duration>| {
         times.sort();
         times[times.len() / 2]
     };
-    let (a, b) = (median(&mut wrong_times), median(&mut unknown_times));
-    let difference = a.abs_diff(b);
-    eprintln!("login median: wrong password {a:?}, unknown email {b:?}");
-    assert!(
-        difference < Duration::from_millis(5),
-        "medians differ by {difference:?} ({a:?} vs {b:?})"
-    );
+    let mut rounds = Vec::new();
+    for _ in 0..3 {
+        let mut wrong_times = Vec::new();
+        let mut unknown_times = Vec::new();
+        for _ in 0..20 {
+            for (email, times) in [
+                ("real@example.com", &mut wrong_times),
+                ("nobody@example.com", &mut unknown_times),
+            ] {
+                let started = Instant::now();
+                let response = server.login(email, "wrong password!").await;
+                times.push(started.elapsed());
+                assert_eq!(response.status, StatusCode::UNAUTHORIZED);
+            }
+        }
+        let (a, b) = (median(&mut wrong_times), median(&mut unknown_times));
+        eprintln!("login median: wrong password {a:?}, unknown email {b:?}");
+        if a.abs_diff(b) < Duration::from_millis(5) {
+            return;
+        }
+        rounds.push((a, b));
+    }
+    panic!("login medians differ by 5 ms or more in every round (wrong password, unknown email): {rounds:?}");
 }
 
 #[tokio::test]
