@@ -41,6 +41,8 @@ const MAX_DISPLAY_NAME_CHARS: usize = 256;
 const MAX_CLAIMS_BYTES: usize = 1_000;
 /// Optimistic commits retry this often before giving up.
 const RETRIES: usize = 16;
+/// How often expired refresh and one-time tokens are swept from the store.
+const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// A signed-in session as the client gets it.
 #[derive(Debug, Clone)]
@@ -241,8 +243,14 @@ impl Auth {
             per_account_per_minute: settings.rate_limit_per_account_per_minute,
         });
         let ms = |secs: u64| i64::try_from(secs.saturating_mul(1_000)).unwrap_or(i64::MAX);
+        let store = AuthStore::new(store);
+        // Inside a runtime (the server), sweep expired tokens in the background for as long as
+        // the runtime lives.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(sweep_forever(store.clone()));
+        }
         Ok(Auth {
-            store: AuthStore::new(store),
+            store,
             tokens,
             hasher,
             mailer,
@@ -1086,6 +1094,19 @@ impl Auth {
     }
 }
 
+async fn sweep_forever(store: AuthStore) {
+    let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        match sessions::sweep_expired(&store, now_ms()).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::debug!(deleted, "swept expired auth tokens"),
+            Err(err) => tracing::warn!(error = %err, "sweeping expired auth tokens failed"),
+        }
+    }
+}
+
 fn email_taken() -> AuthError {
     AuthError::AlreadyExists("an account with this email already exists".into())
 }
@@ -1111,4 +1132,90 @@ fn access_claims(user: &UserRecord, auth_time: i64) -> Map<String, Json> {
         }),
     );
     claims
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::store::redb_store::GroupCommitLimits;
+    use crate::store::RedbStore;
+
+    fn open(dir: &Path) -> (Auth, SharedStore) {
+        let store: SharedStore = Arc::new(
+            RedbStore::open(
+                dir,
+                GroupCommitLimits::default(),
+                Arc::new(Metrics::default()),
+            )
+            .unwrap(),
+        );
+        let settings = AuthSettings {
+            argon2_memory_kib: 1_024,
+            argon2_iterations: 1,
+            refresh_token_ttl_secs: 60,
+            rate_limits: false,
+            ..AuthSettings::default()
+        };
+        let auth = Auth::open(store.clone(), &settings, dir, "http://test".into()).unwrap();
+        (auth, store)
+    }
+
+    fn count(store: &SharedStore, prefix: &[u8]) -> usize {
+        let view = store.read().unwrap();
+        view.scan(
+            Space::Auth,
+            &crate::store::KeyRange::prefix(prefix),
+            10_000,
+            false,
+        )
+        .unwrap()
+        .len()
+    }
+
+    #[tokio::test]
+    async fn the_sweep_removes_expired_and_orphaned_tokens_and_keeps_live_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let (auth, store) = open(dir.path());
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let live = auth.anonymous(ip).await.unwrap();
+        let rotated = auth.refresh(&live.refresh_token, ip).await.unwrap();
+        let ended = auth.anonymous(ip).await.unwrap();
+        auth.logout(None, Some(&ended.refresh_token), false)
+            .await
+            .unwrap();
+        assert_eq!(count(&store, b"t/"), 3);
+
+        // Now: only the ended session's token goes; the rotated one stays to reveal reuse.
+        let deleted = sessions::sweep_expired(&auth.store, now_ms())
+            .await
+            .unwrap();
+        assert_eq!(deleted, 1);
+        assert_eq!(count(&store, b"t/"), 2);
+        assert!(auth.refresh(&rotated.refresh_token, ip).await.is_ok());
+
+        // Past every refresh expiry: every refresh token goes.
+        let later = now_ms() + 61_000;
+        sessions::sweep_expired(&auth.store, later).await.unwrap();
+        assert_eq!(count(&store, b"t/"), 0);
+
+        // One-time tokens go once expired (verification: 24 hours).
+        let user = auth
+            .signup("sweep@example.com", "a long enough secret", None, ip)
+            .await
+            .unwrap();
+        let identity = auth.authenticate(&user.access_token).await.unwrap();
+        auth.send_verification(&identity, ip).await.unwrap();
+        assert_eq!(count(&store, b"o/"), 1);
+        sessions::sweep_expired(&auth.store, later).await.unwrap();
+        assert_eq!(count(&store, b"o/"), 1);
+        sessions::sweep_expired(&auth.store, now_ms() + 25 * 3_600_000)
+            .await
+            .unwrap();
+        assert_eq!(count(&store, b"o/"), 0);
+        store.close();
+    }
 }

@@ -9,7 +9,7 @@ use rand::Rng as _;
 use super::error::AuthError;
 use super::users::{
     decode, families_prefix, family_key, put, refresh_key, revocation_key, AuthStore, FamilyRecord,
-    RefreshRecord, Revocation, Versioned,
+    OneTimeRecord, RefreshRecord, Revocation, Versioned,
 };
 use crate::store::{Space, WriteSet};
 
@@ -203,4 +203,71 @@ pub async fn end_all_sessions(
             return Ok(());
         }
     }
+}
+
+/// Entries read per page while sweeping.
+const SWEEP_PAGE: usize = 1_000;
+
+/// Deletes refresh tokens that expired or whose session ended, and expired one-time tokens.
+/// Rotated tokens are kept until they expire: they are what reveals a reuse. Returns how many
+/// records went.
+pub async fn sweep_expired(store: &AuthStore, now_ms: i64) -> Result<usize, AuthError> {
+    let mut deleted = 0;
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = store
+            .scan(b"t/".to_vec(), after.clone(), SWEEP_PAGE)
+            .await?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        let mut records = Vec::with_capacity(page.len());
+        for (key, bytes) in &page {
+            records.push((key.clone(), decode::<RefreshRecord>(bytes)?.value));
+        }
+        let families = store
+            .get_many(
+                records
+                    .iter()
+                    .map(|(_, r)| family_key(&r.uid, &r.family))
+                    .collect(),
+            )
+            .await?;
+        let mut write = WriteSet::default();
+        for ((key, record), family) in records.into_iter().zip(families) {
+            if record.expires_ms <= now_ms || family.is_none() {
+                write.delete(Space::Auth, key);
+            }
+        }
+        deleted += commit_deletions(store, write).await?;
+        if page.len() < SWEEP_PAGE {
+            break;
+        }
+    }
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = store
+            .scan(b"o/".to_vec(), after.clone(), SWEEP_PAGE)
+            .await?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        let mut write = WriteSet::default();
+        for (key, bytes) in &page {
+            if decode::<OneTimeRecord>(bytes)?.value.expires_ms <= now_ms {
+                write.delete(Space::Auth, key.clone());
+            }
+        }
+        deleted += commit_deletions(store, write).await?;
+        if page.len() < SWEEP_PAGE {
+            break;
+        }
+    }
+    Ok(deleted)
+}
+
+async fn commit_deletions(store: &AuthStore, write: WriteSet) -> Result<usize, AuthError> {
+    let count = write.ops.len();
+    if count > 0 {
+        store.commit(write).await?;
+    }
+    Ok(count)
 }
