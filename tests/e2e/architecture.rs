@@ -23,7 +23,13 @@ fn every_path_named_in_architecture_md_exists() {
             continue;
         }
         checked += 1;
-        assert!(root.join(path).exists(), "ARCHITECTURE.md names `{path}`, which does not exist");
+        assert!(
+            root.join(path).exists(),
+            "ARCHITECTURE.md names `{path}`, which does not exist"
+        );
     }
-    assert!(checked >= 10, "only {checked} paths found: the check would prove nothing");
+    assert!(
+        checked >= 10,
+        "only {checked} paths found: the check would prove nothing"
+    );
 }
