@@ -94,6 +94,8 @@ export class Realtime {
   private heartbeatTimer: ReturnType<typeof setInterval> | null = null;
   private lastMessageAt = 0;
   private authRecoveries = 0;
+  /** The uid the server confirmed in `ready` (null for the service key or no identity). */
+  private socketUid: string | null = null;
   private closed = false;
   private readonly stopTokenListener: () => void;
   private readonly reconnectBaseMs: number;
@@ -303,6 +305,7 @@ export class Realtime {
     if (!message || typeof message.type !== 'string') return;
     switch (message.type) {
       case 'ready':
+        this.socketUid = typeof message.uid === 'string' ? message.uid : null;
         if (this.state === 'authenticating') this.becomeReady();
         return;
       case 'pong':
@@ -390,6 +393,7 @@ export class Realtime {
 
   /** Reconnects now (resubscribing with `resumeFrom`), e.g. after the identity changed. */
   private restart(): void {
+    this.socketUid = null;
     this.dropSocket(1000, 'restart');
     this.state = 'idle';
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
@@ -398,13 +402,16 @@ export class Realtime {
   }
 
   private tokenChanged(token: string | null): void {
-    if (this.closed) return;
-    if (token && (this.state === 'ready' || this.state === 'authenticating') && this.socket) {
-      // Same connection, fresh credential: the server swaps it in place (DESIGN §5).
+    if (this.closed || !this.socket) return;
+    const sameUser = token !== null && this.config.auth.currentUser?.uid === this.socketUid && this.socketUid !== null;
+    if (sameUser && (this.state === 'ready' || this.state === 'authenticating')) {
+      // Same user, fresh token: the server swaps it in place on the open connection (DESIGN §5).
       this.send({ type: 'auth', token });
       return;
     }
-    if (!token && this.socket) this.restart(); // Signed out: continue as service key or anonymous.
+    // Signed in as someone else, or signed out: the server would end every subscription anyway,
+    // so reconnect under the new identity and resubscribe.
+    this.restart();
   }
 
   private scheduleReconnect(): void {

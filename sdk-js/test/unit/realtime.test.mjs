@@ -339,3 +339,32 @@ test('a subscription ended as unauthenticated while signed in is refreshed and r
   assert.deepEqual(errors, ['unauthenticated']);
   hearth.close();
 });
+
+test('signing in as another user reconnects instead of swapping the token in place', async () => {
+  let generation = 0;
+  const { hearth } = client({
+    serviceKey: null,
+    handler: (request) => {
+      if (request.path.includes('/v1/auth/')) {
+        generation++;
+        const uid = request.body?.email === 'b@b.c' ? 'u2' : 'u1';
+        return { body: { user: { uid }, accessToken: `at-${generation}`, refreshToken: `rt-${generation}`, expiresIn: 900 } };
+      }
+      return { body: {} };
+    },
+  });
+  await hearth.auth.signIn({ email: 'a@b.c', password: 'x' });
+  hearth.doc('a/1').onSnapshot(() => {});
+  const first = await openAndReady('u1');
+  first.receive({ type: 'snapshot', id: 's1', version: 3, docs: [] });
+  await hearth.auth.signIn({ email: 'b@b.c', password: 'x' });
+  assert.ok(first.closedByClient, 'the old identity\'s socket is closed');
+  assert.equal(first.messages.filter((m) => m.type === 'auth').length, 1);
+  const second = await waitFor(() => FakeSocket.instances[1]);
+  second.open();
+  await waitFor(() => second.messages.length > 0);
+  assert.deepEqual(second.messages[0], { type: 'auth', token: 'at-2' });
+  second.receive({ type: 'ready', uid: 'u2' });
+  assert.deepEqual(second.messages[1], { type: 'subscribe', id: 's1', doc: 'a/1', resumeFrom: 3 });
+  hearth.close();
+});
