@@ -58,8 +58,8 @@ pub struct KeysArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Add a new signing key: it signs from the next server start on, while the previous keys
-    /// keep verifying until every token they signed has expired.
+    /// Add a new signing key: a running server signs with it within seconds (it watches the key
+    /// file), while the previous keys keep verifying until every token they signed has expired.
     Rotate(KeysRotateArgs),
 }
 

@@ -89,7 +89,7 @@ fn rotate_keys(args: KeysRotateArgs) -> ExitCode {
     };
     match hearth::auth::tokens::rotate_keys(&settings.data_dir, &settings.auth) {
         Ok(kid) => {
-            println!("new signing key {kid}; restart the server to sign with it");
+            println!("new signing key {kid}; a running server signs with it within seconds");
             ExitCode::SUCCESS
         }
         Err(err) => {

@@ -14,6 +14,7 @@ pub mod users;
 
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use rand::Rng as _;
 use serde_json::{json, Map, Value as Json};
@@ -43,6 +44,8 @@ const MAX_CLAIMS_BYTES: usize = 1_000;
 const RETRIES: usize = 16;
 /// How often expired refresh and one-time tokens are swept from the store.
 const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+/// How often the key file is checked for a rotation.
+const KEY_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A signed-in session as the client gets it.
 #[derive(Debug, Clone)]
@@ -188,7 +191,8 @@ pub struct NewUser {
 
 pub struct Auth {
     store: AuthStore,
-    tokens: TokenService,
+    /// Swapped when `hearth keys rotate` changes the key file (see `watch_keys`).
+    tokens: Arc<RwLock<Arc<TokenService>>>,
     hasher: PasswordHasher,
     mailer: Mailer,
     limiter: RateLimiter,
@@ -208,16 +212,17 @@ impl Auth {
         issuer: String,
     ) -> Result<Auth, AuthError> {
         let keys = tokens::load_or_create_keys(data_dir, now_secs())?;
-        let tokens = TokenService::new(
-            TokenSettings {
-                issuer,
-                audience: settings.audience.clone(),
-                access_ttl_secs: i64::try_from(settings.access_token_ttl_secs)
-                    .map_err(AuthError::internal)?,
-                leeway_secs: settings.token_leeway_secs,
-            },
+        let token_settings = TokenSettings {
+            issuer,
+            audience: settings.audience.clone(),
+            access_ttl_secs: i64::try_from(settings.access_token_ttl_secs)
+                .map_err(AuthError::internal)?,
+            leeway_secs: settings.token_leeway_secs,
+        };
+        let tokens = Arc::new(RwLock::new(Arc::new(TokenService::new(
+            token_settings.clone(),
             &keys,
-        )?;
+        )?)));
         let concurrency = match settings.hash_concurrency {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
@@ -248,6 +253,11 @@ impl Auth {
         // the runtime lives.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(sweep_forever(store.clone()));
+            runtime.spawn(watch_keys(
+                tokens.clone(),
+                token_settings,
+                data_dir.to_path_buf(),
+            ));
         }
         Ok(Auth {
             store,
@@ -265,8 +275,12 @@ impl Auth {
         })
     }
 
-    pub fn tokens(&self) -> &TokenService {
-        &self.tokens
+    /// The current token service (a rotation swaps it).
+    pub fn tokens(&self) -> Arc<TokenService> {
+        match self.tokens.read() {
+            Ok(tokens) => tokens.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     // ----- identity of a request -----
@@ -274,7 +288,7 @@ impl Auth {
     /// Verifies an access token and rejects it when its user is disabled, deleted or had every
     /// session revoked after the token was issued.
     pub async fn authenticate(&self, token: &str) -> Result<Identity, AuthError> {
-        let identity = self.tokens.verify(token)?;
+        let identity = self.tokens().verify(token)?;
         if let Some(revocation) = self.revocation(&identity.uid).await? {
             if revocation.value.disabled {
                 return Err(AuthError::unauthenticated("this account is disabled"));
@@ -432,7 +446,7 @@ impl Auth {
         revocation: Option<Revocation>,
     ) -> Result<SignedIn, AuthError> {
         let issued_at = now_secs().max(revocation.map_or(0, |r| r.valid_after));
-        let access_token = self.tokens.sign(
+        let access_token = self.tokens().sign(
             &user.uid,
             issued_at,
             access_claims(&user, session.auth_time),
@@ -441,7 +455,7 @@ impl Auth {
             user,
             access_token,
             refresh_token: session.refresh_token,
-            expires_in: self.tokens.settings().access_ttl_secs,
+            expires_in: self.tokens().settings().access_ttl_secs,
         })
     }
 
@@ -945,8 +959,8 @@ impl Auth {
         let mut claims = claims.map(check_claims).transpose()?.unwrap_or_default();
         claims.insert("sign_in_provider".into(), json!("custom"));
         claims.insert("auth_time".into(), json!(now_secs()));
-        let token = self.tokens.sign(uid, now_secs(), claims)?;
-        Ok((token, self.tokens.settings().access_ttl_secs))
+        let token = self.tokens().sign(uid, now_secs(), claims)?;
+        Ok((token, self.tokens().settings().access_ttl_secs))
     }
 
     /// A page of users in uid order, after `page_token` (a uid).
@@ -1094,6 +1108,39 @@ impl Auth {
     }
 }
 
+/// Reloads the signing keys when the key file changes (`hearth keys rotate` on a running
+/// server): checked every `KEY_POLL`; a file that does not load leaves the current keys in use.
+async fn watch_keys(
+    tokens: Arc<RwLock<Arc<TokenService>>>,
+    settings: TokenSettings,
+    data_dir: std::path::PathBuf,
+) {
+    let path = tokens::KeyFile::path(&data_dir);
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let mut seen = modified(&path);
+    let mut interval = tokio::time::interval(KEY_POLL);
+    loop {
+        interval.tick().await;
+        let now = modified(&path);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let reloaded = tokens::KeyFile::load(&data_dir).and_then(|file| match file {
+            Some(file) => TokenService::new(settings.clone(), &file),
+            None => Err(AuthError::internal("the key file is gone")),
+        });
+        match (reloaded, tokens.write()) {
+            (Ok(service), Ok(mut current)) => {
+                *current = Arc::new(service);
+                tracing::info!("signing keys reloaded");
+            }
+            (Err(err), _) => tracing::error!(error = %err, "cannot reload the signing keys"),
+            (_, Err(_)) => tracing::error!("token service lock poisoned"),
+        }
+    }
+}
+
 async fn sweep_forever(store: AuthStore) {
     let mut interval = tokio::time::interval(SWEEP_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1137,8 +1184,6 @@ fn access_claims(user: &UserRecord, auth_time: i64) -> Map<String, Json> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::metrics::Metrics;
     use crate::store::redb_store::GroupCommitLimits;
