@@ -25,6 +25,7 @@ pub struct Settings {
     pub limits: Limits,
     pub store: StoreSettings,
     pub auth: AuthSettings,
+    pub realtime: RealtimeSettings,
 }
 
 /// Every limit the server enforces, in one place (documented in README.md).
@@ -84,6 +85,10 @@ pub struct AuthSettings {
     pub rate_limit_per_ip_per_minute: u32,
     /// Requests per minute per account, client IP and action.
     pub rate_limit_per_account_per_minute: u32,
+    /// Comma-separated addresses of reverse proxies whose `X-Forwarded-For` is believed: the
+    /// client IP (for rate limits) is then the rightmost address not in this list. Empty: the
+    /// socket's peer address is the client.
+    pub trusted_proxies: String,
     /// SMTP server for verification and reset mails; without one they go to
     /// `mail_outbox.txt` in the data dir.
     pub smtp_host: Option<String>,
@@ -116,6 +121,7 @@ impl Default for AuthSettings {
             rate_limits: true,
             rate_limit_per_ip_per_minute: 30,
             rate_limit_per_account_per_minute: 10,
+            trusted_proxies: String::new(),
             smtp_host: None,
             smtp_port: 25,
             smtp_username: None,
@@ -140,6 +146,7 @@ impl Default for Settings {
             limits: Limits::default(),
             store: StoreSettings::default(),
             auth: AuthSettings::default(),
+            realtime: RealtimeSettings::default(),
         }
     }
 }
@@ -161,6 +168,49 @@ impl Default for StoreSettings {
         StoreSettings {
             group_commit_max_writes: 1_024,
             commit_queue_capacity: 8_192,
+        }
+    }
+}
+
+/// Realtime subscriptions over WebSocket (`[realtime]`, `HEARTH_REALTIME__<KEY>`): the limits of
+/// DESIGN.md §5 and the change log's retention (what `resumeFrom` can cover).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RealtimeSettings {
+    /// Subscriptions one connection may hold at once.
+    pub max_subscriptions_per_connection: usize,
+    /// Largest frame a client may send, in bytes (the socket closes with 1009 beyond).
+    pub max_frame_bytes: usize,
+    /// Seconds between server pings; a connection silent for two intervals is closed.
+    pub ping_interval_secs: u64,
+    /// Seconds a socket may stay open before its `auth` message.
+    pub auth_timeout_secs: u64,
+    /// Commits queued for one connection at most; a consumer that falls further behind is
+    /// closed with 4008 (and resumes with `resumeFrom`).
+    pub send_queue_capacity: usize,
+    /// `Origin` values allowed to open a socket; empty allows every origin (access is decided by
+    /// the token in the `auth` message, never by cookies). Requests without `Origin` are allowed.
+    pub allowed_origins: Vec<String>,
+    /// The change log keeps commits for this many seconds at least (unless over the size cap).
+    pub change_log_max_age_secs: u64,
+    /// The change log's size cap in bytes; the oldest commits are trimmed beyond it.
+    pub change_log_max_bytes: u64,
+    /// Seconds between change log trimming passes.
+    pub change_log_trim_interval_secs: u64,
+}
+
+impl Default for RealtimeSettings {
+    fn default() -> Self {
+        RealtimeSettings {
+            max_subscriptions_per_connection: 100,
+            max_frame_bytes: 1 << 20,
+            ping_interval_secs: 30,
+            auth_timeout_secs: 10,
+            send_queue_capacity: 1_024,
+            allowed_origins: Vec::new(),
+            change_log_max_age_secs: 24 * 3600,
+            change_log_max_bytes: 1 << 30,
+            change_log_trim_interval_secs: 60,
         }
     }
 }
@@ -189,7 +239,7 @@ pub enum ConfigError {
 }
 
 /// Sections whose keys may be set as `HEARTH_<SECTION>__<KEY>`.
-const SECTIONS: [&str; 3] = ["limits", "store", "auth"];
+const SECTIONS: [&str; 4] = ["limits", "store", "auth", "realtime"];
 /// Top-level keys clap does not already read from the environment.
 const TOP_LEVEL_ENV: [&str; 2] = ["log", "workers"];
 
@@ -279,6 +329,16 @@ impl Settings {
                 "auth: argon2 needs at least 19,456 KiB of memory, 2 passes at that memory, 1 lane"
                     .into(),
             ));
+        }
+        if let Some(bad) = auth
+            .trusted_proxies
+            .split(',')
+            .map(str::trim)
+            .find(|a| !a.is_empty() && a.parse::<std::net::IpAddr>().is_err())
+        {
+            return Err(ConfigError::Invalid(format!(
+                "auth.trusted_proxies: '{bad}' is not an IP address"
+            )));
         }
         if auth.access_token_ttl_secs == 0 || auth.refresh_token_ttl_secs == 0 {
             return Err(ConfigError::Invalid(

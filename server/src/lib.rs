@@ -9,6 +9,7 @@ pub mod docs;
 pub mod error;
 pub mod metrics;
 pub mod model;
+pub mod realtime;
 pub mod roles;
 pub mod rules_file;
 pub mod startup;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -78,6 +78,8 @@ pub struct Metrics {
     commit_group_size: Histogram,
     commit_latency: Histogram,
     commit_conflicts: AtomicU64,
+    /// Realtime connections, subscriptions and fan-out (`realtime`).
+    pub realtime: RealtimeMetrics,
 }
 
 impl Default for Metrics {
@@ -87,6 +89,7 @@ impl Default for Metrics {
             commit_group_size: Histogram::new(&GROUP_BUCKETS),
             commit_latency: Histogram::new(&LATENCY_BUCKETS),
             commit_conflicts: AtomicU64::new(0),
+            realtime: RealtimeMetrics::default(),
         }
     }
 }
@@ -171,6 +174,73 @@ impl Metrics {
         out.push_str("# HELP hearth_store_size_bytes Size of the store file on disk.\n");
         out.push_str("# TYPE hearth_store_size_bytes gauge\n");
         let _ = writeln!(out, "hearth_store_size_bytes {store_bytes}");
+        self.realtime.render(&mut out);
         out
+    }
+}
+
+/// Realtime over WebSocket: gauges of open connections and subscriptions, messages sent, the
+/// time from a commit becoming durable to its changes being queued for every subscriber, and
+/// connections closed for falling behind (4008).
+pub struct RealtimeMetrics {
+    pub connections: AtomicI64,
+    pub subscriptions: AtomicI64,
+    pub messages_out: AtomicU64,
+    pub slow_consumer_closes: AtomicU64,
+    pub fanout_latency: Histogram,
+}
+
+impl Default for RealtimeMetrics {
+    fn default() -> Self {
+        RealtimeMetrics {
+            connections: AtomicI64::new(0),
+            subscriptions: AtomicI64::new(0),
+            messages_out: AtomicU64::new(0),
+            slow_consumer_closes: AtomicU64::new(0),
+            fanout_latency: Histogram::new(&LATENCY_BUCKETS),
+        }
+    }
+}
+
+impl RealtimeMetrics {
+    fn render(&self, out: &mut String) {
+        let gauges = [
+            (
+                "hearth_realtime_connections",
+                "Open realtime WebSocket connections.",
+                "gauge",
+                self.connections.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "hearth_realtime_subscriptions",
+                "Active realtime subscriptions.",
+                "gauge",
+                self.subscriptions.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "hearth_realtime_messages_out_total",
+                "Realtime messages sent to clients.",
+                "counter",
+                self.messages_out.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "hearth_realtime_slow_consumer_closes_total",
+                "Connections closed with 4008 because their send queue was full.",
+                "counter",
+                self.slow_consumer_closes
+                    .load(Ordering::Relaxed)
+                    .to_string(),
+            ),
+        ];
+        for (name, help, kind, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+        out.push_str("# HELP hearth_realtime_fanout_duration_seconds From a durable commit to its changes queued for every matching subscriber.\n");
+        out.push_str("# TYPE hearth_realtime_fanout_duration_seconds histogram\n");
+        self.fanout_latency
+            .render(out, "hearth_realtime_fanout_duration_seconds", "");
     }
 }

@@ -107,7 +107,15 @@ impl Server {
         let roles = crate::roles::Roles::open(store.clone())
             .await
             .map_err(|err| StartupError::Rules(err.to_string()))?;
+        let realtime = crate::realtime::Hub::start(
+            store.clone(),
+            docs.clone(),
+            roles.clone(),
+            metrics.clone(),
+            settings.realtime.clone(),
+        );
         let state = web::Data::new(AppState {
+            realtime,
             docs,
             auth: Arc::new(auth),
             roles,
@@ -161,6 +169,8 @@ impl Server {
             wait_for_signal().await;
             tracing::info!("shutting down: draining requests");
             state.ready.store(false, Ordering::Relaxed);
+            // WebSocket sessions are long-lived: close them (1001) so the drain can finish.
+            state.realtime.shutdown();
             handle.stop(true).await;
         });
         let result = self.server.await;

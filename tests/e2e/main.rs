@@ -15,4 +15,5 @@ mod durability;
 mod indexes;
 mod ops;
 mod queries;
+mod realtime;
 mod rules;

@@ -4,6 +4,8 @@
 // A test harness fails loudly: a broken setup must stop the test, not be handled.
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
+pub mod realtime;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;

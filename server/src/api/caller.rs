@@ -104,6 +104,33 @@ impl Caller {
         }
     }
 
+    /// The identity behind the token of a realtime `auth` message, judged like a bearer token:
+    /// the service key (rules bypassed) or a valid access token.
+    pub async fn realtime_principal(
+        token: &str,
+        state: &AppState,
+    ) -> Result<crate::realtime::Principal, ApiError> {
+        if state.service_key.matches(token) {
+            return Ok(crate::realtime::Principal::Admin);
+        }
+        let identity = state.auth.authenticate(token).await?;
+        let expires_at = identity
+            .claims
+            .get("exp")
+            .and_then(serde_json::Value::as_i64);
+        let claims = hearth_rules::Value::from_wire_json(&serde_json::Value::Object(
+            identity.claims.clone(),
+        ))
+        .map_err(|err| ApiError::internal(&err))?;
+        Ok(crate::realtime::Principal::User {
+            auth: hearth_rules::Auth {
+                uid: identity.uid,
+                token: claims,
+            },
+            expires_at,
+        })
+    }
+
     pub async fn require_service(request: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
         match Caller::from_request(request, state).await? {
             Caller::Service => Ok(()),

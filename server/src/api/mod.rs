@@ -9,6 +9,7 @@ mod caller;
 mod docs;
 mod ops;
 mod query;
+mod realtime;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub service_key: ServiceKey,
     pub limits: HttpLimits,
+    /// Realtime subscriptions (`GET /v1/realtime`).
+    pub realtime: Arc<crate::realtime::Hub>,
     /// False once shutdown begins, so load balancers stop sending traffic.
     pub ready: AtomicBool,
 }
@@ -57,6 +60,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/query", web::post().to(query::run_query))
         .route("/v1/query/explain", web::post().to(query::explain_query))
         .route("/v1/batch", web::post().to(query::batch))
+        .route("/v1/realtime", web::get().to(realtime::connect))
         .route("/.well-known/jwks.json", web::get().to(auth::jwks))
         .route(
             "/.well-known/openid-configuration",

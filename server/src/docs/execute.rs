@@ -201,6 +201,20 @@ pub fn run(
     })
 }
 
+/// Every matching document, decoded and in query order, at most `enough` (offset not applied):
+/// what a realtime view starts from.
+pub fn matching(
+    view: &dyn ReadView,
+    query: &Query,
+    plan: &Plan,
+    enough: Option<usize>,
+) -> Result<Vec<Document>, DocsError> {
+    collect(view, query, plan, enough, true)?
+        .iter()
+        .map(Found::decoded)
+        .collect()
+}
+
 fn window<T>(documents: &[T], offset: usize, limit: usize) -> &[T] {
     let start = offset.min(documents.len());
     let end = start.saturating_add(limit).min(documents.len());

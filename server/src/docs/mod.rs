@@ -379,6 +379,18 @@ impl Docs {
         .await
     }
 
+    /// The documents matching `query` in `view`, decoded and in query order, at most `enough`
+    /// (offset not applied). Realtime builds its views with this; access is checked by the caller.
+    pub fn matching_documents(
+        &self,
+        view: &dyn ReadView,
+        query: &Query,
+        enough: Option<usize>,
+    ) -> Result<Vec<Document>, DocsError> {
+        let plan = planner::plan(query, &self.catalog.snapshot());
+        execute::matching(view, query, &plan, enough)
+    }
+
     /// The plan of a query; clients need the same `list` permission as for running it.
     pub async fn explain(
         self: &Arc<Self>,

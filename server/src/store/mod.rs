@@ -5,6 +5,7 @@
 //! (`get_many`), scans are bounded, and a commit is a single `submit` carrying its own
 //! optimistic checks, so nothing loops over single-key round trips.
 
+pub mod changelog;
 pub mod redb_store;
 
 use std::ops::Bound;

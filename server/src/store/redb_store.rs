@@ -31,7 +31,7 @@ type Table = TableDefinition<'static, &'static [u8], &'static [u8]>;
 const DATA: Table = TableDefinition::new("hearth");
 
 /// Where the writer keeps the next commit version (in the `Meta` space).
-const NEXT_VERSION_KEY: &[u8] = b"__store.next_version";
+pub(crate) const NEXT_VERSION_KEY: &[u8] = b"__store.next_version";
 
 fn space_tag(space: Space) -> u8 {
     match space {
