@@ -6,6 +6,7 @@ use std::fmt;
 
 use rand::Rng as _;
 
+use super::timestamp::Timestamp;
 use super::ModelError;
 
 const MAX_ID_BYTES: usize = 1_500;
@@ -22,14 +23,24 @@ impl DocId {
         Ok(DocId(text.to_string()))
     }
 
-    /// 20 characters of `[A-Za-z0-9]`, as Firestore's auto IDs.
+    /// 20 characters of `[A-Za-z0-9]`: 9 characters of creation time (µs, base 62 in ASCII
+    /// order), then 11 random ones (65 bits). Time first makes auto IDs sort by creation and
+    /// makes new documents and their index entries land next to each other in the B-tree, so a
+    /// group commit dirties far fewer pages than with fully random IDs.
     pub fn generate() -> DocId {
-        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        let micros = Timestamp::now().micros().max(0) as u64;
+        let mut id = [0u8; 20];
+        let mut rest = micros;
+        for slot in id[..9].iter_mut().rev() {
+            *slot = ALPHABET[(rest % 62) as usize];
+            rest /= 62;
+        }
         let mut rng = rand::rng();
-        let id = (0..20)
-            .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-            .collect();
-        DocId(id)
+        for slot in id[9..].iter_mut() {
+            *slot = ALPHABET[rng.random_range(0..ALPHABET.len())];
+        }
+        DocId(id.iter().map(|&b| b as char).collect())
     }
 
     pub fn as_str(&self) -> &str {
@@ -342,5 +353,9 @@ mod tests {
         let id = DocId::generate();
         assert_eq!(id.as_str().len(), 20);
         assert!(id.as_str().chars().all(|c| c.is_ascii_alphanumeric()));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let later = DocId::generate();
+        assert!(later > id, "auto IDs sort by creation time");
+        assert_ne!(DocId::generate(), DocId::generate());
     }
 }
