@@ -354,3 +354,53 @@ fn jwt_kid(token: &str) -> String {
     let header: Json = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
     header["kid"].as_str().unwrap().to_string()
 }
+
+/// Behind a trusted proxy each forwarded client has its own bucket; from anyone else the
+/// `X-Forwarded-For` header is ignored, so it cannot be used to dodge the limit.
+#[tokio::test]
+async fn forwarded_client_addresses_count_only_from_trusted_proxies() {
+    let limits = vec![
+        (
+            "HEARTH_AUTH__RATE_LIMIT_PER_IP_PER_MINUTE".to_string(),
+            "2".to_string(),
+        ),
+        (
+            "HEARTH_AUTH__RATE_LIMIT_PER_ACCOUNT_PER_MINUTE".to_string(),
+            "100".to_string(),
+        ),
+    ];
+    let login = |server: &TestServer, forwarded: &str| {
+        server
+            .anonymous(Method::POST, "/v1/auth/login")
+            .header("x-forwarded-for", forwarded)
+            .json(&json!({"email": "x@example.com", "password": "guess guess"}))
+    };
+
+    let mut env = limits.clone();
+    env.push(("HEARTH_AUTH__TRUSTED_PROXIES".into(), "127.0.0.1".into()));
+    let proxied = TestServer::start_with(env).await;
+    for _ in 0..2 {
+        let response = proxied.send(login(&proxied, "198.51.100.1")).await;
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED);
+    }
+    let limited = proxied.send(login(&proxied, "198.51.100.1")).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    let spoofed_left = proxied
+        .send(login(&proxied, "198.51.100.9, 198.51.100.1"))
+        .await;
+    assert_eq!(
+        spoofed_left.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the proxy's hop counts, not what the client prepended"
+    );
+    let other = proxied.send(login(&proxied, "198.51.100.2")).await;
+    assert_eq!(other.status, StatusCode::UNAUTHORIZED);
+
+    let direct = TestServer::start_with(limits).await;
+    for forwarded in ["198.51.100.1", "198.51.100.2"] {
+        let response = direct.send(login(&direct, forwarded)).await;
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED);
+    }
+    let limited = direct.send(login(&direct, "198.51.100.3")).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+}

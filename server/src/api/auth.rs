@@ -11,12 +11,20 @@ use super::AppState;
 use crate::auth::{public_user, UserUpdate};
 use crate::error::ApiError;
 
-/// The client's address as the socket sees it (proxies are not trusted: a forwarded header
-/// would let anyone pick the bucket they are rate-limited in).
+/// The client's address for rate limits: the socket's peer, or behind a configured trusted
+/// proxy the address it forwarded (`auth.trusted_proxies`).
 fn client_ip(request: &HttpRequest) -> IpAddr {
-    request
+    let peer = request
         .peer_addr()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip())
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip());
+    let forwarded = request
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    match request.app_data::<web::Data<AppState>>() {
+        Some(state) => state.auth.client_ip(peer, forwarded),
+        None => peer,
+    }
 }
 
 /// A required string field of the body.

@@ -196,6 +196,7 @@ pub struct Auth {
     hasher: PasswordHasher,
     mailer: Mailer,
     limiter: RateLimiter,
+    trusted_proxies: Vec<IpAddr>,
     sessions: SessionSettings,
     verify_ttl_ms: i64,
     reset_ttl_ms: i64,
@@ -265,6 +266,7 @@ impl Auth {
             hasher,
             mailer,
             limiter,
+            trusted_proxies: rate_limit::parse_trusted(&settings.trusted_proxies),
             sessions: SessionSettings {
                 refresh_ttl_ms: ms(settings.refresh_token_ttl_secs),
                 reuse_grace_ms: i64::try_from(settings.refresh_reuse_grace_ms).unwrap_or(i64::MAX),
@@ -281,6 +283,11 @@ impl Auth {
             Ok(tokens) => tokens.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// The client address rate limits count (see `rate_limit::client_ip`).
+    pub fn client_ip(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+        rate_limit::client_ip(peer, forwarded_for, &self.trusted_proxies)
     }
 
     // ----- identity of a request -----

@@ -43,6 +43,37 @@ struct Bucket {
     updated: Instant,
 }
 
+/// The client's address for rate limiting. A request from a trusted proxy is attributed to the
+/// rightmost `X-Forwarded-For` address that is not itself a trusted proxy (the left part of the
+/// header is whatever the client chose to send); from anyone else, the peer address counts.
+pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let Some(header) = forwarded_for else {
+        return peer;
+    };
+    let mut last = peer;
+    for entry in header.rsplit(',') {
+        let Ok(address) = entry.trim().parse::<IpAddr>() else {
+            // Garbage from here on left is client-controlled: stop at the last good hop.
+            return last;
+        };
+        if !trusted.contains(&address) {
+            return address;
+        }
+        last = address;
+    }
+    last
+}
+
+/// Parses `auth.trusted_proxies` (comma-separated; validated with the settings).
+pub fn parse_trusted(list: &str) -> Vec<IpAddr> {
+    list.split(',')
+        .filter_map(|a| a.trim().parse().ok())
+        .collect()
+}
+
 /// Buckets are pruned once the map grows past this many entries (full buckets go first).
 const PRUNE_AT: usize = 100_000;
 
@@ -164,6 +195,25 @@ mod tests {
         limiter
             .check_account(Action::Login, "a@x.com", owner)
             .unwrap();
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let inner: IpAddr = "10.0.0.2".parse().unwrap();
+        let client: IpAddr = "203.0.113.7".parse().unwrap();
+        let trusted = [proxy, inner];
+        // Not trusted: the header is ignored.
+        assert_eq!(client_ip(client, Some("1.2.3.4"), &trusted), client);
+        // Trusted: the rightmost untrusted hop, whatever the client prepended.
+        assert_eq!(
+            client_ip(proxy, Some("1.2.3.4, 203.0.113.7, 10.0.0.2"), &trusted),
+            client
+        );
+        assert_eq!(client_ip(proxy, Some("203.0.113.7"), &trusted), client);
+        assert_eq!(client_ip(proxy, None, &trusted), proxy);
+        assert_eq!(client_ip(proxy, Some("junk, 10.0.0.2"), &trusted), inner);
+        assert_eq!(parse_trusted(" 10.0.0.1, ,10.0.0.2"), trusted.to_vec());
     }
 
     #[test]
