@@ -72,6 +72,11 @@ async fn acknowledged_writes_survive_sigkill() {
             }
         }
     }
+    let log = std::fs::read_to_string(server.data_dir.with_extension("log")).unwrap_or_default();
+    assert!(
+        log.contains("not closed cleanly"),
+        "SIGKILL should have left the store to recover"
+    );
     let total = acknowledged.lock().unwrap().len();
     eprintln!("{cycles} SIGKILL cycles, {total} acknowledged writes verified");
     assert!(

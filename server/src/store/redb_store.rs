@@ -107,7 +107,19 @@ impl RedbStore {
     ) -> Result<RedbStore, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(engine)?;
         let file = data_dir.join("hearth.redb");
-        let db = Arc::new(Database::create(&file).map_err(engine)?);
+        // redb calls this only when the file was not closed cleanly (a crash or kill -9): it then
+        // rebuilds its allocator state from the last durable commit. Say so: operators and the
+        // shutdown test read it.
+        let db = Arc::new(
+            Database::builder()
+                .set_repair_callback(|_| {
+                    tracing::warn!(
+                        "the store was not closed cleanly; recovering from the last durable commit"
+                    )
+                })
+                .create(&file)
+                .map_err(engine)?,
+        );
         let next_version = {
             let txn = db.begin_write().map_err(engine)?;
             let next = {
