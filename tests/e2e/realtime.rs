@@ -643,3 +643,42 @@ async fn a_socket_that_never_authenticates_is_closed() {
         .contains("hearth_realtime_fanout_duration_seconds_count"));
     let _ = Incoming::Closed(None);
 }
+
+#[tokio::test]
+async fn only_allowed_origins_may_open_a_socket() {
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("hearth.toml");
+    std::fs::write(
+        &config,
+        "[realtime]\nallowed_origins = [\"https://app.example\"]\n",
+    )
+    .unwrap();
+    let server =
+        TestServer::start_with(vec![("HEARTH_CONFIG".into(), config.display().to_string())]).await;
+    assert!(
+        RealtimeClient::connect_with(&server.url, Some("https://evil.example"))
+            .await
+            .is_err()
+    );
+    let mut allowed = RealtimeClient::connect_with(&server.url, Some("https://app.example"))
+        .await
+        .unwrap();
+    allowed.auth(SERVICE_KEY).await.unwrap();
+    // Clients that are not browsers send no Origin.
+    let mut native = RealtimeClient::connect(&server.url).await.unwrap();
+    native.auth(SERVICE_KEY).await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_closes_sockets_with_going_away() {
+    let mut server = TestServer::start().await;
+    let mut client = admin_client(&server).await;
+    client.subscribe_doc("s", "a/b", None).await.unwrap();
+    assert_eq!(client.next_message().await.unwrap()["type"], "snapshot");
+    let status = server.terminate().await;
+    assert_eq!(status, Some(0));
+    assert_eq!(
+        client.closed_within(Duration::from_secs(10)).await.unwrap(),
+        Some(1001)
+    );
+}

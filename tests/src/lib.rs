@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 pub mod realtime;
+pub mod realtime_load;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -124,6 +124,18 @@ impl RealtimeClient {
         }
     }
 
+    /// The next text frame as it came (None once the socket closed): for the load tool, which
+    /// must not spend its core parsing every frame.
+    pub async fn next_text(&mut self) -> Option<String> {
+        loop {
+            match self.socket.next().await? {
+                Ok(Message::Text(text)) => return Some(text.as_str().to_string()),
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
     /// The next JSON message (10 s at most); a close is an error.
     pub async fn next_message(&mut self) -> anyhow::Result<Json> {
         match self.next_within(Duration::from_secs(10)).await? {

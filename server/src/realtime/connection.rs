@@ -100,7 +100,8 @@ struct Connection {
     subscriptions: HashMap<u32, Subscription>,
     by_name: HashMap<String, u32>,
     next_local: u32,
-    initial_tx: mpsc::UnboundedSender<Initial>,
+    /// Boxed: an idle connection keeps only pointers in the channel's first block.
+    initial_tx: mpsc::UnboundedSender<Box<Initial>>,
 }
 
 fn close_reason(code: CloseCode, description: &str) -> Option<CloseReason> {
@@ -389,12 +390,12 @@ impl Connection {
         let done = self.initial_tx.clone();
         tokio::task::spawn_blocking(move || {
             let outcome = opening(&hub, &spec, &access, resume_from);
-            let _ = done.send(Initial { local, outcome });
+            let _ = done.send(Box::new(Initial { local, outcome }));
         });
         Ok(())
     }
 
-    async fn on_initial(&mut self, initial: Initial) -> Result<(), Closed> {
+    async fn on_initial(&mut self, initial: Box<Initial>) -> Result<(), Closed> {
         let Some(sub) = self.subscriptions.get_mut(&initial.local) else {
             return Ok(()); // Unsubscribed meanwhile.
         };

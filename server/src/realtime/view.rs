@@ -133,23 +133,18 @@ impl View {
         self.entries.iter().skip(spec.offset())
     }
 
+    /// Where the view holds `path`. An up-to-date view holds exactly the before-state of a
+    /// change (the state of the previous commit), so a binary search by its key finds it; a
+    /// document that did not exist or did not match is not held.
     fn position(&self, spec: &Spec, path: &DocPath, before: Option<&Document>) -> Option<usize> {
-        // The view holds the before-state when it is up to date: find it by key, then by path.
-        if let Some(key) = before.and_then(|b| spec.key_of(b)) {
-            let at = self
-                .entries
-                .partition_point(|e| spec.compare(&e.key, &key) == Ordering::Less);
-            if self
-                .entries
-                .get(at)
-                .is_some_and(|e| e.state.document.path == *path)
-            {
-                return Some(at);
-            }
-        }
+        let key = spec.key_of(before?)?;
+        let at = self
+            .entries
+            .partition_point(|e| spec.compare(&e.key, &key) == Ordering::Less);
         self.entries
-            .iter()
-            .position(|e| e.state.document.path == *path)
+            .get(at)
+            .is_some_and(|e| e.state.document.path == *path)
+            .then_some(at)
     }
 
     /// Applies one document change in place.

@@ -25,6 +25,11 @@ enum Scenario {
     /// POST `/v1/auth/login` as one of `--users` accounts (signed up first unless `--no-seed`);
     /// run the server with `HEARTH_AUTH__RATE_LIMITS=false`.
     Login,
+    /// `--subscribers` WebSocket clients watch the newest 20 documents of `--collection` while
+    /// documents are created at `--rate` per second for `--seconds`: write-acknowledged →
+    /// frame-received latency, deliveries vs expected, server RSS per idle connection
+    /// (`--server-pid`). Raise the fd limit first (`ulimit -n 25000` for 10,000 subscribers).
+    Realtime,
 }
 
 #[derive(Debug, Clone, Parser)]
@@ -63,6 +68,15 @@ struct Args {
     /// service key, so the rules apply; queries then ask for this user's documents.
     #[arg(long)]
     as_user: Option<String>,
+    /// Realtime subscribers (one connection each).
+    #[arg(long, default_value_t = 1_000)]
+    subscribers: usize,
+    /// Realtime: writes per second.
+    #[arg(long, default_value_t = 100)]
+    rate: u64,
+    /// Realtime: the server's pid, to read its RSS from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
     /// Write one document's GET response body here after seeding (the baseline serves it).
     #[arg(long)]
     sample_body: Option<std::path::PathBuf>,
@@ -92,6 +106,20 @@ fn is_loopback(url: &str) -> bool {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if let Scenario::Realtime = args.scenario {
+        let report = hearth_tests::realtime_load::run(hearth_tests::realtime_load::RealtimeLoad {
+            url: args.url.clone(),
+            key: args.key.clone(),
+            collection: args.collection.clone(),
+            subscribers: args.subscribers,
+            rate: args.rate,
+            seconds: args.seconds,
+            server_pid: args.server_pid,
+        })
+        .await?;
+        println!("{report}");
+        return Ok(());
+    }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency * 2)
         .build()?;
@@ -282,6 +310,7 @@ async fn measure(
                         "limit": 20
                     })),
                     Scenario::Raw => client.get(format!("{}/", args.url)),
+                    Scenario::Realtime => anyhow::bail!("realtime runs in realtime_load::run"),
                     Scenario::Login => {
                         let i = rng.random_range(0..args.users.max(1));
                         client

@@ -1,0 +1,208 @@
+//! The realtime load scenario of `hearth-load realtime`: N subscribers on one connection each
+//! watch the newest 20 documents of one collection while a writer creates documents at a fixed
+//! rate. Reports write-acknowledged → frame-received latency, deliveries against the expected
+//! count (every subscriber must see every write once), and the server's RSS per idle connection.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use hdrhistogram::Histogram;
+use serde_json::{json, Value as Json};
+
+use crate::realtime::RealtimeClient;
+
+pub struct RealtimeLoad {
+    pub url: String,
+    pub key: String,
+    pub collection: String,
+    pub subscribers: usize,
+    /// Writes per second.
+    pub rate: u64,
+    pub seconds: u64,
+    /// The server's pid, to read its RSS from /proc.
+    pub server_pid: Option<u32>,
+}
+
+/// Resident set size of a process in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The `seq` of the document a `changes` frame adds, read without parsing the whole frame.
+fn added_seqs(text: &str, out: &mut Vec<u64>) {
+    let mut rest = text;
+    while let Some(at) = rest.find(r#""kind":"added""#) {
+        rest = &rest[at + 14..];
+        if let Some(seq_at) = rest.find(r#""seq":"#) {
+            let digits: String = rest[seq_at + 6..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if let Ok(seq) = digits.parse() {
+                out.push(seq);
+            }
+        }
+    }
+}
+
+pub async fn run(load: RealtimeLoad) -> anyhow::Result<Json> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let query = json!({"from": load.collection, "orderBy": [["seq", "desc"]], "limit": 20});
+    let rss_before = load.server_pid.and_then(rss_kib);
+
+    // Connect everyone (bounded parallelism), each with one subscription and its snapshot.
+    let connect_started = Instant::now();
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(128));
+    let mut connecting = Vec::with_capacity(load.subscribers);
+    for _ in 0..load.subscribers {
+        let permit = semaphore.clone().acquire_owned().await?;
+        let url = load.url.clone();
+        let key = load.key.clone();
+        let query = query.clone();
+        connecting.push(tokio::spawn(async move {
+            let _permit = permit;
+            let mut client = RealtimeClient::connect(&url).await?;
+            client.auth(&key).await?;
+            client.subscribe_query("s", query, None).await?;
+            let snapshot = client.next_message().await?;
+            anyhow::ensure!(snapshot["type"] == "snapshot", "got {snapshot}");
+            Ok::<_, anyhow::Error>(client)
+        }));
+    }
+    let mut clients = Vec::with_capacity(load.subscribers);
+    for task in connecting {
+        clients.push(task.await.context("connect task")??);
+    }
+    let connect_seconds = connect_started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_idle = load.server_pid.and_then(rss_kib);
+
+    let writes = (load.rate * load.seconds) as usize;
+    let expected = (writes * load.subscribers) as u64;
+    let delivered = Arc::new(AtomicU64::new(0));
+    let mut readers = Vec::with_capacity(clients.len());
+    for mut client in clients {
+        let delivered = delivered.clone();
+        readers.push(tokio::spawn(async move {
+            let mut receipts: Vec<(u64, Instant)> = Vec::new();
+            let mut seqs = Vec::new();
+            while let Some(text) = client.next_text().await {
+                let now = Instant::now();
+                seqs.clear();
+                added_seqs(&text, &mut seqs);
+                delivered.fetch_add(seqs.len() as u64, Ordering::Relaxed);
+                receipts.extend(seqs.iter().map(|s| (*s, now)));
+                if receipts.len() >= writes {
+                    break;
+                }
+            }
+            receipts
+        }));
+    }
+
+    // Write at a fixed rate; each write's acknowledgement time is kept by its seq.
+    let acks: Arc<Vec<OnceLock<Instant>>> =
+        Arc::new((0..writes).map(|_| OnceLock::new()).collect());
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / load.rate as f64));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let write_started = Instant::now();
+    let mut writers = Vec::with_capacity(writes);
+    for seq in 0..writes {
+        ticker.tick().await;
+        let http = http.clone();
+        let acks = acks.clone();
+        let errors = errors.clone();
+        let url = format!("{}/v1/docs/{}/w{seq:08}", load.url, load.collection);
+        let key = load.key.clone();
+        writers.push(tokio::spawn(async move {
+            let sent = http
+                .put(url)
+                .bearer_auth(key)
+                .json(&json!({ "seq": seq }))
+                .send()
+                .await;
+            match sent {
+                Ok(response) if response.status().is_success() => {
+                    let _ = acks[seq].set(Instant::now());
+                }
+                _ => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await?;
+    }
+    let write_seconds = write_started.elapsed().as_secs_f64();
+    // Let deliveries drain (at most 30 s), then stop the readers.
+    let drain_started = Instant::now();
+    while delivered.load(Ordering::Relaxed) < expected
+        && drain_started.elapsed() < Duration::from_secs(30)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drain_seconds = drain_started.elapsed().as_secs_f64();
+    let mut histogram = Histogram::<u64>::new(3)?;
+    let mut unique = 0u64;
+    let mut duplicates = 0u64;
+    for reader in readers {
+        if !reader.is_finished() {
+            reader.abort();
+        }
+        let Ok(receipts) = reader.await else { continue };
+        let mut seen = vec![false; writes];
+        for (seq, at) in receipts {
+            let Some(slot) = seen.get_mut(seq as usize) else {
+                continue;
+            };
+            if *slot {
+                duplicates += 1;
+                continue;
+            }
+            *slot = true;
+            unique += 1;
+            if let Some(ack) = acks[seq as usize].get() {
+                histogram.record(at.saturating_duration_since(*ack).as_micros() as u64)?;
+            }
+        }
+    }
+    let per_connection = match (rss_before, rss_idle) {
+        (Some(before), Some(idle)) if load.subscribers > 0 => {
+            json!(
+                ((idle.saturating_sub(before)) as f64 / load.subscribers as f64 * 10.0).round()
+                    / 10.0
+            )
+        }
+        _ => Json::Null,
+    };
+    Ok(json!({
+        "scenario": "realtime",
+        "subscribers": load.subscribers,
+        "writes": writes,
+        "write_rate_per_s": load.rate,
+        "write_seconds": write_seconds,
+        "write_errors": errors.load(Ordering::Relaxed),
+        "connect_seconds": connect_seconds,
+        "expected_deliveries": expected,
+        "delivered": unique,
+        "duplicates": duplicates,
+        "delivered_pct": if expected > 0 { (unique as f64 / expected as f64 * 10_000.0).round() / 100.0 } else { 100.0 },
+        "drain_seconds_after_last_ack": drain_seconds,
+        "p50_ms": histogram.value_at_quantile(0.50) as f64 / 1000.0,
+        "p99_ms": histogram.value_at_quantile(0.99) as f64 / 1000.0,
+        "max_ms": histogram.max() as f64 / 1000.0,
+        "server_rss_kib_before": rss_before,
+        "server_rss_kib_idle": rss_idle,
+        "server_rss_kib_per_idle_connection": per_connection,
+    }))
+}
