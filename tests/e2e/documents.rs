@@ -380,6 +380,24 @@ async fn bad_input_is_refused_with_a_clear_error_and_changes_nothing() {
             "invalid_argument",
         ),
         (
+            Method::PUT,
+            "/v1/docs/posts/p1",
+            Some(json!({"$x": 1})),
+            "invalid_argument",
+        ),
+        (
+            Method::PATCH,
+            "/v1/docs/posts/p1",
+            Some(json!({"`$x`": 1})),
+            "invalid_argument",
+        ),
+        (
+            Method::PATCH,
+            "/v1/docs/posts/p1",
+            Some(json!({"m.`$x`": 1})),
+            "invalid_argument",
+        ),
+        (
             Method::PATCH,
             "/v1/docs/posts/p1",
             Some(json!({"a": 1, "a.b": 2})),

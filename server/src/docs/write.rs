@@ -60,6 +60,7 @@ impl Write {
             .ok_or_else(|| invalid("document data must be a JSON object"))?;
         let mut data = BTreeMap::new();
         for (key, value) in object {
+            reserved_field_name(key)?;
             data.insert(
                 key.clone(),
                 InputValue::from_json(value, SentinelPlace::Write)?,
@@ -76,6 +77,9 @@ impl Write {
         let mut fields: Vec<(FieldPath, InputValue)> = Vec::with_capacity(object.len());
         for (key, value) in object {
             let path = FieldPath::parse(key)?;
+            for segment in path.segments() {
+                reserved_field_name(segment)?;
+            }
             if path.is_document_id() {
                 return Err(invalid("the document ID (__name__) cannot be updated"));
             }
@@ -95,6 +99,17 @@ impl Write {
         }
         Ok(fields)
     }
+}
+
+/// Field names starting with `$` are reserved for typed values and sentinels, at every level
+/// (nested maps are checked by the value decoder).
+fn reserved_field_name(name: &str) -> Result<(), DocsError> {
+    if name.starts_with('$') {
+        return Err(invalid(format!(
+            "field name '{name}' is reserved: names starting with '$' stand for typed values"
+        )));
+    }
+    Ok(())
 }
 
 /// Applies `write` to the current state of its document. Returns the document after the write
