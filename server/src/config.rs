@@ -22,6 +22,10 @@ pub struct Settings {
     pub log: String,
     /// HTTP worker threads; 0 means one per available core.
     pub workers: usize,
+    /// Origins browsers may call the API from (CORS), e.g. `["https://app.example.com"]`;
+    /// `["*"]` (the default) allows any. Credentials travel in the Authorization header, never
+    /// in cookies, so allowing any origin exposes nothing a page could not already send.
+    pub cors_origins: Vec<String>,
     pub limits: Limits,
     pub store: StoreSettings,
     pub auth: AuthSettings,
@@ -143,6 +147,7 @@ impl Default for Settings {
             migrations: None,
             log: "info".into(),
             workers: 0,
+            cors_origins: vec!["*".to_string()],
             limits: Limits::default(),
             store: StoreSettings::default(),
             auth: AuthSettings::default(),
@@ -241,7 +246,7 @@ pub enum ConfigError {
 /// Sections whose keys may be set as `HEARTH_<SECTION>__<KEY>`.
 const SECTIONS: [&str; 4] = ["limits", "store", "auth", "realtime"];
 /// Top-level keys clap does not already read from the environment.
-const TOP_LEVEL_ENV: [&str; 2] = ["log", "workers"];
+const TOP_LEVEL_ENV: [&str; 3] = ["log", "workers", "cors_origins"];
 
 impl Settings {
     /// Builds settings from the layers; `env` is the process environment (injectable for tests).
@@ -273,6 +278,13 @@ impl Settings {
                 if let toml::Value::Table(inner) = entry {
                     inner.insert(field.to_string(), env_value(&value));
                 }
+            } else if key == "cors_origins" {
+                // A comma-separated list: HEARTH_CORS_ORIGINS=https://a.example,https://b.example
+                let origins = value
+                    .split(',')
+                    .map(|o| toml::Value::String(o.trim().to_string()))
+                    .collect();
+                table.insert(key, toml::Value::Array(origins));
             } else if TOP_LEVEL_ENV.contains(&key.as_str()) {
                 table.insert(key, env_value(&value));
             }

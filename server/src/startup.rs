@@ -129,9 +129,11 @@ impl Server {
             ready: AtomicBool::new(true),
         });
         let app_state = state.clone();
+        let cors_origins = settings.cors_origins.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .wrap(cors(&cors_origins))
                 .wrap_fn(api::record_metrics(app_state.metrics.clone()))
                 .configure(api::configure)
                 .default_service(web::to(api::no_route))
@@ -180,6 +182,29 @@ impl Server {
         tracing::info!("stopped");
         result
     }
+}
+
+/// CORS for browser apps: the configured origins (any with `*`), every method and header, and
+/// the response headers clients read (ETag for versions, Location for created documents).
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    let mut cors = actix_cors::Cors::default()
+        .allow_any_method()
+        .allow_any_header()
+        .expose_headers([
+            actix_web::http::header::ETAG,
+            actix_web::http::header::LOCATION,
+            actix_web::http::header::RETRY_AFTER,
+            actix_web::http::header::WWW_AUTHENTICATE,
+        ])
+        .max_age(3_600);
+    if origins.iter().any(|o| o == "*") {
+        cors = cors.allow_any_origin();
+    } else {
+        for origin in origins {
+            cors = cors.allowed_origin(origin);
+        }
+    }
+    cors
 }
 
 async fn wait_for_signal() {

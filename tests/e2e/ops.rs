@@ -89,3 +89,67 @@ async fn unknown_routes_answer_not_found_in_the_error_format() {
     assert_eq!(response.status, StatusCode::NOT_FOUND);
     assert_eq!(response.error_code(), "not_found");
 }
+
+#[tokio::test]
+async fn browsers_may_call_the_api_from_allowed_origins() {
+    let server = TestServer::start().await;
+    server.put_doc("posts/p", json!({"a": 1})).await;
+    let preflight = server
+        .send(
+            server
+                .anonymous(Method::OPTIONS, "/v1/docs/posts/p")
+                .header("Origin", "https://app.example")
+                .header("Access-Control-Request-Method", "PUT")
+                .header(
+                    "Access-Control-Request-Headers",
+                    "authorization, content-type, if-match",
+                ),
+        )
+        .await;
+    assert_eq!(preflight.status, StatusCode::OK);
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    let read = server
+        .send(
+            server
+                .admin(Method::GET, "/v1/docs/posts/p")
+                .header("Origin", "https://app.example"),
+        )
+        .await;
+    assert_eq!(
+        read.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    let exposed = read
+        .header("access-control-expose-headers")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("etag"), "{exposed}");
+
+    let env = vec![(
+        "HEARTH_CORS_ORIGINS".to_string(),
+        "https://only.example".to_string(),
+    )];
+    let strict = TestServer::start_with(env).await;
+    let other = strict
+        .send(
+            strict
+                .anonymous(Method::GET, "/healthz")
+                .header("Origin", "https://evil.example"),
+        )
+        .await;
+    assert_eq!(other.header("access-control-allow-origin"), None);
+    let allowed = strict
+        .send(
+            strict
+                .anonymous(Method::GET, "/healthz")
+                .header("Origin", "https://only.example"),
+        )
+        .await;
+    assert_eq!(
+        allowed.header("access-control-allow-origin"),
+        Some("https://only.example")
+    );
+}
