@@ -563,3 +563,44 @@ async fn has_role_follows_grants_domains_and_inheritance() {
         .status;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn writes_the_rules_forbid_do_not_reveal_whether_documents_exist() {
+    let server = TestServer::start().await;
+    let rules = NOTES_RULES.replace(
+        "match /public/{id} {",
+        "match /open/{id} { allow read, write: if true; }\n    match /public/{id} {",
+    );
+    assert_eq!(put_rules(&server, &rules).await.status, StatusCode::OK);
+    server.put_doc("notes/n1", json!({"owner": "alice"})).await;
+    let bob = token_for(&server, "bob").await;
+    let update_missing = as_user(
+        &server,
+        &bob,
+        Method::PATCH,
+        "/v1/docs/notes/ghost",
+        Some(json!({"x": 1})),
+    )
+    .await;
+    assert_eq!(update_missing.status, StatusCode::FORBIDDEN);
+    let create_existing = server
+        .send(
+            server
+                .anonymous(Method::PUT, "/v1/docs/notes/n1")
+                .bearer_auth(&bob)
+                .header("If-None-Match", "*")
+                .json(&json!({"owner": "bob", "at": {"$serverTimestamp": true}})),
+        )
+        .await;
+    assert_eq!(create_existing.status, StatusCode::FORBIDDEN);
+    // Where the rules allow the write, the client hears the real outcome.
+    let open_missing = as_user(
+        &server,
+        &bob,
+        Method::PATCH,
+        "/v1/docs/open/ghost",
+        Some(json!({"x": 1})),
+    )
+    .await;
+    assert_eq!(open_missing.status, StatusCode::NOT_FOUND);
+}

@@ -261,7 +261,41 @@ impl Docs {
         let mut befores = Vec::with_capacity(writes.len());
         for write in writes {
             let before = current.get(&write.path).cloned().flatten();
-            let (data, effect) = apply_write(before.as_ref(), write, now)?;
+            let (data, effect) = match apply_write(before.as_ref(), write, now) {
+                Ok(applied) => applied,
+                // A client must not learn whether a document exists from a write it may not
+                // make: the rules judge the attempt first (as Firestore does), and only an
+                // allowed attempt hears "not found" or "already exists".
+                Err(
+                    err @ (DocsError::NotFound(_)
+                    | DocsError::AlreadyExists(_)
+                    | DocsError::FailedPrecondition(_)),
+                ) if !matches!(access, Access::Admin) => {
+                    let method = match &write.kind {
+                        write::WriteKind::Create(_) => hearth_rules::Method::Create,
+                        write::WriteKind::Delete => hearth_rules::Method::Delete,
+                        write::WriteKind::Verify => hearth_rules::Method::Get,
+                        write::WriteKind::Set(_) if before.is_none() => {
+                            hearth_rules::Method::Create
+                        }
+                        _ => hearth_rules::Method::Update,
+                    };
+                    let attempt = WriteCheck {
+                        path: &write.path,
+                        method,
+                        before: before.as_ref(),
+                        after: before.as_ref(),
+                    };
+                    access.check_writes(
+                        view.as_ref(),
+                        std::slice::from_ref(&attempt),
+                        &current,
+                        now,
+                    )?;
+                    return Err(err);
+                }
+                Err(err) => return Err(err),
+            };
             let after = data.map(|data| Document {
                 path: write.path.clone(),
                 data,
