@@ -97,6 +97,9 @@ pub struct AuthSettings {
     /// `mail_outbox.txt` in the data dir.
     pub smtp_host: Option<String>,
     pub smtp_port: u16,
+    /// How the SMTP connection is secured: `none` (a local relay or test sink), `starttls`
+    /// (upgrade on port 587, the usual for providers) or `tls` (implicit TLS, port 465).
+    pub smtp_security: SmtpSecurity,
     pub smtp_username: Option<String>,
     pub smtp_password: Option<String>,
     /// Sender of auth mails.
@@ -128,6 +131,7 @@ impl Default for AuthSettings {
             trusted_proxies: String::new(),
             smtp_host: None,
             smtp_port: 25,
+            smtp_security: SmtpSecurity::None,
             smtp_username: None,
             smtp_password: None,
             mail_from: "Hearth <noreply@localhost>".into(),
@@ -241,6 +245,15 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("invalid settings: {0}")]
     Invalid(String),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    #[default]
+    None,
+    Starttls,
+    Tls,
 }
 
 /// Sections whose keys may be set as `HEARTH_<SECTION>__<KEY>`.
@@ -416,6 +429,21 @@ mod tests {
             ..Overrides::default()
         };
         assert_eq!(Settings::load(&overrides, vec![]).unwrap().listen.port(), 1);
+    }
+
+    #[test]
+    fn smtp_security_takes_none_starttls_or_tls() {
+        let env = |v: &str| vec![("HEARTH_AUTH__SMTP_SECURITY".to_string(), v.to_string())];
+        let settings = Settings::load(&Overrides::default(), env("starttls")).unwrap();
+        assert_eq!(settings.auth.smtp_security, SmtpSecurity::Starttls);
+        assert_eq!(
+            Settings::load(&Overrides::default(), vec![])
+                .unwrap()
+                .auth
+                .smtp_security,
+            SmtpSecurity::None
+        );
+        assert!(Settings::load(&Overrides::default(), env("ssl3")).is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::config::SmtpSecurity;
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
@@ -17,6 +18,7 @@ pub const OUTBOX_FILE: &str = "mail_outbox.txt";
 pub struct SmtpSettings {
     pub host: String,
     pub port: u16,
+    pub security: SmtpSecurity,
     pub username: Option<String>,
     pub password: Option<String>,
 }
@@ -40,7 +42,8 @@ pub struct Mailer {
 }
 
 impl Mailer {
-    /// SMTP without TLS (a local relay or a test sink); no SMTP settings → the outbox file.
+    /// SMTP (plain, STARTTLS or implicit TLS, verified against the Mozilla roots); no SMTP
+    /// settings → the outbox file.
     pub fn new(
         from: &str,
         smtp: Option<SmtpSettings>,
@@ -51,9 +54,23 @@ impl Mailer {
             .map_err(|e| AuthError::internal(format!("auth.mail_from '{from}' is invalid: {e}")))?;
         let transport = match smtp {
             Some(smtp) => {
-                let mut builder =
-                    AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.as_str())
-                        .port(smtp.port);
+                let host = smtp.host.as_str();
+                let tls_error = |e: lettre::transport::smtp::Error| {
+                    AuthError::internal(format!("SMTP TLS for {host}: {e}"))
+                };
+                let mut builder = match smtp.security {
+                    SmtpSecurity::None => {
+                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+                    }
+                    SmtpSecurity::Starttls => {
+                        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
+                            .map_err(tls_error)?
+                    }
+                    SmtpSecurity::Tls => {
+                        AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(tls_error)?
+                    }
+                }
+                .port(smtp.port);
                 if let (Some(user), Some(password)) = (smtp.username, smtp.password) {
                     builder = builder.credentials(Credentials::new(user, password));
                 }

@@ -239,6 +239,7 @@ impl Auth {
         let smtp = settings.smtp_host.as_ref().map(|host| SmtpSettings {
             host: host.clone(),
             port: settings.smtp_port,
+            security: settings.smtp_security,
             username: settings.smtp_username.clone(),
             password: settings.smtp_password.clone(),
         });
