@@ -7,13 +7,13 @@
 // ways of running the app are exercised.
 //
 // Env: HEARTH_BIN (default ../../target/debug/hearth), CHROMIUM (default /usr/bin/chromium).
-// Screenshots go to <repo>/test-artifacts/realtime-todos/.
+// Screenshots and the pages' console log go to <repo>/test-artifacts/realtime-todos/.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -131,7 +131,8 @@ describe('realtime-todos example in Chromium', () => {
   });
 
   after(async () => {
-    if (logs.length && process.exitCode) console.log(logs.join('\n'));
+    // The pages' console (expected 403s included), kept beside the screenshots for debugging.
+    writeFileSync(join(artifacts, 'console.log'), logs.join('\n') + '\n');
     await browser?.close();
     await site?.close();
     await hearth?.stop();
