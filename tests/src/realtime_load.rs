@@ -1,7 +1,7 @@
 //! The realtime load scenario of `hearth-load realtime`: N subscribers on one connection each
-//! watch the newest 20 documents of one collection while a writer creates documents at a fixed
-//! rate. Reports write-acknowledged → frame-received latency, deliveries against the expected
-//! count (every subscriber must see every write once), and the server's RSS per idle connection.
+//! watch one collection of 20 documents while a writer updates them at a fixed rate. Reports
+//! write-acknowledged → frame-received latency, deliveries against the expected count (every
+//! subscriber must see every write once), and the server's RSS per idle connection.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -34,11 +34,17 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// The `seq` of the document a `changes` frame adds, read without parsing the whole frame.
+/// The `seq` of each document a `changes` frame adds or modifies, read without parsing the
+/// whole frame.
 fn added_seqs(text: &str, out: &mut Vec<u64>) {
     let mut rest = text;
-    while let Some(at) = rest.find(r#""kind":"added""#) {
-        rest = &rest[at + 14..];
+    loop {
+        let next = [r#""kind":"added""#, r#""kind":"modified""#]
+            .iter()
+            .filter_map(|p| rest.find(p).map(|at| at + p.len()))
+            .min();
+        let Some(at) = next else { break };
+        rest = &rest[at..];
         if let Some(seq_at) = rest.find(r#""seq":"#) {
             let digits: String = rest[seq_at + 6..]
                 .chars()
@@ -55,7 +61,10 @@ pub async fn run(load: RealtimeLoad) -> anyhow::Result<Json> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
-    let query = json!({"from": load.collection, "orderBy": [["seq", "desc"]], "limit": 20});
+    // Writes cycle over 20 documents, so every write changes the view of every subscriber
+    // whatever order concurrent writes commit in (a "newest 20" view would rightly skip a
+    // create that commits after 20 newer ones).
+    let query = json!({"from": load.collection});
     let rss_before = load.server_pid.and_then(rss_kib);
 
     // Connect everyone (bounded parallelism), each with one subscription and its snapshot.
@@ -88,13 +97,20 @@ pub async fn run(load: RealtimeLoad) -> anyhow::Result<Json> {
     let writes = (load.rate * load.seconds) as usize;
     let expected = (writes * load.subscribers) as u64;
     let delivered = Arc::new(AtomicU64::new(0));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut readers = Vec::with_capacity(clients.len());
     for mut client in clients {
         let delivered = delivered.clone();
+        let mut stopped = stopped.clone();
         readers.push(tokio::spawn(async move {
             let mut receipts: Vec<(u64, Instant)> = Vec::new();
             let mut seqs = Vec::new();
-            while let Some(text) = client.next_text().await {
+            loop {
+                let text = tokio::select! {
+                    text = client.next_text() => text,
+                    _ = stopped.changed() => None,
+                };
+                let Some(text) = text else { break };
                 let now = Instant::now();
                 seqs.clear();
                 added_seqs(&text, &mut seqs);
@@ -109,6 +125,8 @@ pub async fn run(load: RealtimeLoad) -> anyhow::Result<Json> {
     }
 
     // Write at a fixed rate; each write's acknowledgement time is kept by its seq.
+    let sends: Arc<Vec<OnceLock<Instant>>> =
+        Arc::new((0..writes).map(|_| OnceLock::new()).collect());
     let acks: Arc<Vec<OnceLock<Instant>>> =
         Arc::new((0..writes).map(|_| OnceLock::new()).collect());
     let errors = Arc::new(AtomicU64::new(0));
@@ -120,10 +138,12 @@ pub async fn run(load: RealtimeLoad) -> anyhow::Result<Json> {
         ticker.tick().await;
         let http = http.clone();
         let acks = acks.clone();
+        let sends = sends.clone();
         let errors = errors.clone();
-        let url = format!("{}/v1/docs/{}/w{seq:08}", load.url, load.collection);
+        let url = format!("{}/v1/docs/{}/w{}", load.url, load.collection, seq % 20);
         let key = load.key.clone();
         writers.push(tokio::spawn(async move {
+            let _ = sends[seq].set(Instant::now());
             let sent = http
                 .put(url)
                 .bearer_auth(key)
@@ -153,13 +173,13 @@ pub async fn run(load: RealtimeLoad) -> anyhow::Result<Json> {
     }
     let drain_seconds = drain_started.elapsed().as_secs_f64();
     let mut histogram = Histogram::<u64>::new(3)?;
+    // From the write request being sent: a frame often arrives before the write's HTTP answer.
+    let mut from_send = Histogram::<u64>::new(3)?;
     let mut unique = 0u64;
     let mut duplicates = 0u64;
+    stop.send_replace(true);
     for reader in readers {
-        if !reader.is_finished() {
-            reader.abort();
-        }
-        let Ok(receipts) = reader.await else { continue };
+        let receipts = reader.await?;
         let mut seen = vec![false; writes];
         for (seq, at) in receipts {
             let Some(slot) = seen.get_mut(seq as usize) else {
@@ -171,6 +191,9 @@ pub async fn run(load: RealtimeLoad) -> anyhow::Result<Json> {
             }
             *slot = true;
             unique += 1;
+            if let Some(sent) = sends[seq as usize].get() {
+                from_send.record(at.saturating_duration_since(*sent).as_micros() as u64)?;
+            }
             if let Some(ack) = acks[seq as usize].get() {
                 histogram.record(at.saturating_duration_since(*ack).as_micros() as u64)?;
             }
@@ -201,6 +224,8 @@ pub async fn run(load: RealtimeLoad) -> anyhow::Result<Json> {
         "p50_ms": histogram.value_at_quantile(0.50) as f64 / 1000.0,
         "p99_ms": histogram.value_at_quantile(0.99) as f64 / 1000.0,
         "max_ms": histogram.max() as f64 / 1000.0,
+        "from_send_p50_ms": from_send.value_at_quantile(0.50) as f64 / 1000.0,
+        "from_send_p99_ms": from_send.value_at_quantile(0.99) as f64 / 1000.0,
         "server_rss_kib_before": rss_before,
         "server_rss_kib_idle": rss_idle,
         "server_rss_kib_per_idle_connection": per_connection,

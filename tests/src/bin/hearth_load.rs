@@ -25,8 +25,8 @@ enum Scenario {
     /// POST `/v1/auth/login` as one of `--users` accounts (signed up first unless `--no-seed`);
     /// run the server with `HEARTH_AUTH__RATE_LIMITS=false`.
     Login,
-    /// `--subscribers` WebSocket clients watch the newest 20 documents of `--collection` while
-    /// documents are created at `--rate` per second for `--seconds`: write-acknowledged →
+    /// `--subscribers` WebSocket clients watch `--collection` while its 20 documents are
+    /// updated at `--rate` per second for `--seconds`: write-acknowledged →
     /// frame-received latency, deliveries vs expected, server RSS per idle connection
     /// (`--server-pid`). Raise the fd limit first (`ulimit -n 25000` for 10,000 subscribers).
     Realtime,
