@@ -682,3 +682,27 @@ async fn shutdown_closes_sockets_with_going_away() {
         Some(1001)
     );
 }
+
+#[tokio::test]
+async fn a_client_that_answers_no_pings_is_closed_after_two_intervals() {
+    let server = TestServer::start_with(vec![(
+        "HEARTH_REALTIME__PING_INTERVAL_SECS".into(),
+        "1".into(),
+    )])
+    .await;
+    // A client that reads answers pings (tungstenite does it while reading) and stays.
+    let mut lively = admin_client(&server).await;
+    expect_nothing(&mut lively, Duration::from_millis(3_500)).await;
+    lively.send(json!({"type": "ping"})).await.unwrap();
+    assert_eq!(
+        lively.next_message().await.unwrap(),
+        json!({"type": "pong"})
+    );
+    // One that neither reads nor sends is closed (1001) after two silent intervals.
+    let mut silent = admin_client(&server).await;
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    assert_eq!(
+        silent.closed_within(Duration::from_secs(5)).await.unwrap(),
+        Some(1001)
+    );
+}
