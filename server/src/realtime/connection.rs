@@ -468,6 +468,9 @@ impl Connection {
         for change in record.changes.iter().filter(|c| sub.spec.touches(&c.path)) {
             if let (Spec::Doc(path), Some(access)) = (sub.spec.as_ref(), &access) {
                 if !matches!(access, Access::Admin) {
+                    // Inline rather than on the blocking pool: one rules evaluation whose
+                    // lookups (if any) hit pages a commit just wrote, and keeping it in this
+                    // task keeps the connection's messages in commit order.
                     let allowed = self
                         .hub
                         .store
