@@ -42,3 +42,36 @@ test('short-lived access tokens are refreshed before they expire, in the backgro
   assert.ok(users.every((u) => u.uid === user.uid));
   hearth.close();
 });
+
+test('a realtime listener keeps streaming across several access-token refreshes', async (t) => {
+  if (!supported) return t.skip('the server has no /v1/auth routes yet');
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'hearth-refresh-rules-'));
+  const rules = join(dir, 'firestore.rules');
+  writeFileSync(
+    rules,
+    "rules_version = '2';\nservice cloud.firestore { match /databases/{db}/documents { match /ticks/{id} { allow read, write: if request.auth != null; } } }\n",
+  );
+  const ruled = await startServer({ extraArgs: ['--rules', rules], extraEnv: { HEARTH_AUTH__ACCESS_TOKEN_TTL_SECS: '2', HEARTH_AUTH__RATE_LIMITS: 'false' } });
+  t.after(() => ruled.stop());
+  const hearth = createClient(ruled.url, { session: 'memory' });
+  t.after(() => hearth.close());
+  await hearth.auth.signUp({ email: `t_${randomBytes(6).toString('hex')}@example.com`, password: 'correct horse battery staple' });
+  const ref = hearth.doc(`ticks/${randomBytes(4).toString('hex')}`);
+  const seen = [];
+  const errors = [];
+  const stop = ref.onSnapshot((snap) => snap.exists && seen.push(snap.data().n), (err) => errors.push(err));
+  t.after(() => stop());
+  // Six seconds of writes span three 2-second access tokens; the socket must be re-authed.
+  for (let n = 1; n <= 12; n++) {
+    await ref.set({ n });
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  const deadline = Date.now() + 10_000;
+  while (seen.at(-1) !== 12 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual(errors, [], 'no listener error across refreshes');
+  assert.equal(seen.at(-1), 12, `the listener saw the last write (saw ${JSON.stringify(seen)})`);
+  assert.deepEqual(seen, [...seen].sort((a, b) => a - b), 'in commit order');
+});
