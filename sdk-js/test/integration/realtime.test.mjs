@@ -175,6 +175,11 @@ test('after the server restarts, listeners reconnect and resume without losing w
   await writer.doc(`${c.path}/b`).set({ n: 2 });
   const resumed = await seen.next((s) => s.size === 2, 20_000);
   assert.deepEqual(resumed.docs.map((d) => d.id), ['a', 'b']);
+  // Exactly the missed change, nothing replayed: the view only gains `b`.
+  assert.deepEqual(
+    resumed.docChanges().map((change) => [change.type, change.doc.id, change.newIndex]),
+    [['added', 'b', 1]],
+  );
   assert.deepEqual(seen.errors, []);
   stop();
   hearth.close();
