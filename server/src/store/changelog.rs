@@ -92,7 +92,6 @@ pub async fn run_trimmer(
     let mut trimmer = Trimmer {
         counted_through: 0,
         bytes: 0,
-        sizes: std::collections::VecDeque::new(),
     };
     loop {
         if let Err(err) = trimmer
@@ -109,11 +108,27 @@ pub async fn run_trimmer(
 }
 
 struct Trimmer {
-    /// Every record up to this version is counted in `bytes` / `sizes`.
+    /// Every record up to this version is counted in `bytes`.
     counted_through: u64,
+    /// Bytes of the retained records (key and value), so a pass needs no full scan; the
+    /// records themselves are read again only in the oldest batch, so memory stays constant
+    /// however long the log is.
     bytes: u64,
-    /// (version, size, commit time in µs) of every retained record, oldest first.
-    sizes: std::collections::VecDeque<(u64, u64, i64)>,
+}
+
+/// Reads through `read` off the executor.
+async fn blocking<T: Send + 'static>(
+    store: &SharedStore,
+    read: impl FnOnce(&dyn ReadView) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || read(store.read()?.as_ref()))
+        .await
+        .map_err(|e| StoreError::Engine(e.to_string()))?
+}
+
+fn record_bytes(value: &[u8]) -> u64 {
+    value.len() as u64 + 9
 }
 
 impl Trimmer {
@@ -126,20 +141,18 @@ impl Trimmer {
         // Count what was committed since the last pass.
         loop {
             let from = self.counted_through;
-            let reader = store.clone();
-            let batch = tokio::task::spawn_blocking(move || {
-                let view = reader.read()?;
-                let start = from.max(trimmed_through(view.as_ref())?);
-                records(view.as_ref(), start, u64::MAX, TRIM_BATCH)
+            let (batch, trimmed) = blocking(store, move |view| {
+                let trimmed = trimmed_through(view)?;
+                Ok((
+                    records(view, from.max(trimmed), u64::MAX, TRIM_BATCH)?,
+                    trimmed,
+                ))
             })
-            .await
-            .map_err(|e| StoreError::Engine(e.to_string()))??;
+            .await?;
+            self.counted_through = self.counted_through.max(trimmed);
             let full = batch.len() == TRIM_BATCH;
             for (version, value) in batch {
-                let time = record_time(&value).map_or(i64::MAX, Timestamp::micros);
-                self.bytes += value.len() as u64 + 9;
-                self.sizes
-                    .push_back((version, value.len() as u64 + 9, time));
+                self.bytes += record_bytes(&value);
                 self.counted_through = version;
             }
             if !full {
@@ -148,19 +161,22 @@ impl Trimmer {
         }
         let cutoff = Timestamp::now().micros() - retention.max_age.as_micros() as i64;
         loop {
+            let oldest = blocking(store, move |view| {
+                records(view, trimmed_through(view)?, floor, TRIM_BATCH)
+            })
+            .await?;
             let mut write_set = WriteSet::default();
             let mut last = None;
             let mut freed = 0;
-            let mut taken = 0;
-            for &(version, size, time) in self.sizes.iter().take(TRIM_BATCH) {
+            for (version, value) in &oldest {
                 let over = self.bytes - freed > retention.max_bytes;
-                if version > floor || !(over || time < cutoff) {
+                let old = record_time(value).is_some_and(|t| t.micros() < cutoff);
+                if *version > self.counted_through || !(over || old) {
                     break;
                 }
                 write_set.delete(Space::ChangeLog, version.to_be_bytes().to_vec());
-                freed += size;
-                taken += 1;
-                last = Some(version);
+                freed += record_bytes(value);
+                last = Some(*version);
             }
             let Some(last) = last else {
                 return Ok(());
@@ -178,7 +194,6 @@ impl Trimmer {
                         StoreError::Engine("unexpected conflict".into())
                     }
                 })?;
-            self.sizes.drain(..taken);
             self.bytes -= freed;
             tracing::debug!(through = last, "trimmed the change log");
         }
