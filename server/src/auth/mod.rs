@@ -12,6 +12,7 @@ pub mod sessions;
 pub mod tokens;
 pub mod users;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -201,7 +202,14 @@ pub struct Auth {
     verify_ttl_ms: i64,
     reset_ttl_ms: i64,
     action_url: Option<String>,
+    /// Access tokens whose signature and claims were already verified, until they expire. An
+    /// EdDSA verification costs more than the rest of a small read; the revocation check still
+    /// runs on every request, so disabling or revoking takes effect at once.
+    verified: std::sync::Mutex<HashMap<String, Identity>>,
 }
+
+/// Verified access tokens remembered at most; the cache is cleared when full.
+const VERIFIED_TOKENS_CACHED: usize = 4_096;
 
 impl Auth {
     /// Loads (or on first start creates) the signing keys and sets up hashing, mail and limits.
@@ -275,7 +283,32 @@ impl Auth {
             verify_ttl_ms: ms(settings.verify_email_ttl_secs),
             reset_ttl_ms: ms(settings.password_reset_ttl_secs),
             action_url: settings.action_url.clone(),
+            verified: std::sync::Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Verifies an access token, or recalls an earlier verification while the token is unexpired.
+    fn verify_token(&self, token: &str) -> Result<Identity, AuthError> {
+        let unexpired = |identity: &Identity| {
+            identity
+                .claims
+                .get("exp")
+                .and_then(Json::as_i64)
+                .is_some_and(|exp| exp > now_secs())
+        };
+        if let Ok(cache) = self.verified.lock() {
+            if let Some(identity) = cache.get(token).filter(|i| unexpired(i)) {
+                return Ok(identity.clone());
+            }
+        }
+        let identity = self.tokens().verify(token)?;
+        if let Ok(mut cache) = self.verified.lock() {
+            if cache.len() >= VERIFIED_TOKENS_CACHED {
+                cache.clear();
+            }
+            cache.insert(token.to_string(), identity.clone());
+        }
+        Ok(identity)
     }
 
     /// The current token service (a rotation swaps it).
@@ -296,7 +329,7 @@ impl Auth {
     /// Verifies an access token and rejects it when its user is disabled, deleted or had every
     /// session revoked after the token was issued.
     pub async fn authenticate(&self, token: &str) -> Result<Identity, AuthError> {
-        let identity = self.tokens().verify(token)?;
+        let identity = self.verify_token(token)?;
         if let Some(revocation) = self.revocation(&identity.uid).await? {
             if revocation.value.disabled {
                 return Err(AuthError::unauthenticated("this account is disabled"));

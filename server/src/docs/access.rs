@@ -97,6 +97,24 @@ pub fn rules_document(document: &Document) -> Result<hearth_rules::Document, Doc
     })
 }
 
+/// What rules see of a stored document, straight from its stored bytes (one JSON parse; no
+/// detour through the server's own value tree).
+pub fn rules_document_from_stored(
+    path: &DocPath,
+    stored: &[u8],
+) -> Result<hearth_rules::Document, DocsError> {
+    let corrupt =
+        |reason: String| DocsError::Task(format!("cannot show {path} to the rules: {reason}"));
+    let data: Json =
+        serde_json::from_slice(crate::model::document::StoredHeader::data_bytes(stored))
+            .map_err(|e| corrupt(e.to_string()))?;
+    let data = hearth_rules::Value::from_wire_json(&data).map_err(corrupt)?;
+    Ok(hearth_rules::Document {
+        path: path.as_str().to_string(),
+        data,
+    })
+}
+
 fn rules_time(time: Timestamp) -> hearth_rules::Timestamp {
     let micros = time.micros();
     hearth_rules::Timestamp {
@@ -156,6 +174,20 @@ pub struct WriteCheck<'a> {
 }
 
 impl Access {
+    /// `check_get` for a document still in its stored form.
+    pub fn check_get_stored(
+        &self,
+        view: &dyn ReadView,
+        path: &DocPath,
+        stored: Option<&[u8]>,
+    ) -> Result<(), DocsError> {
+        self.judge_get(view, path, || {
+            stored
+                .map(|bytes| rules_document_from_stored(path, bytes))
+                .transpose()
+        })
+    }
+
     /// A single-document read: `get` against the stored document (or none). A denied read of a
     /// missing document answers like one of an existing document.
     pub fn check_get(
@@ -163,6 +195,16 @@ impl Access {
         view: &dyn ReadView,
         path: &DocPath,
         stored: Option<&Document>,
+    ) -> Result<(), DocsError> {
+        self.judge_get(view, path, || stored.map(rules_document).transpose())
+    }
+
+    /// The `get` decision; `resource` is only converted when rules will read it.
+    fn judge_get(
+        &self,
+        view: &dyn ReadView,
+        path: &DocPath,
+        resource: impl FnOnce() -> Result<Option<hearth_rules::Document>, DocsError>,
     ) -> Result<(), DocsError> {
         if self.without_rules() {
             return Err(no_rules());
@@ -175,7 +217,7 @@ impl Access {
             path: path.as_str().to_string(),
             auth: auth.clone(),
             time: rules_time(Timestamp::now()),
-            resource: stored.map(rules_document).transpose()?,
+            resource: resource()?,
             request_resource: None,
         };
         let reader = SnapshotReader {

@@ -169,13 +169,7 @@ impl Docs {
                 .get_many(Space::Documents, &[document_key(&path)])?
                 .pop()
                 .flatten();
-            if !matches!(access, Access::Admin) {
-                let stored = bytes
-                    .as_ref()
-                    .map(|b| Document::decode_from_store(path.clone(), b))
-                    .transpose()?;
-                access.check_get(view.as_ref(), &path, stored.as_ref())?;
-            }
+            access.check_get_stored(view.as_ref(), &path, bytes.as_deref())?;
             Ok(bytes.and_then(|bytes| {
                 StoredHeader::read(&bytes).map(|header| RawDocument { header, bytes })
             }))
