@@ -279,12 +279,10 @@ export class Realtime {
       bearer = null; // The session was rejected; connect as whatever is left (service key or nobody).
     }
     if (this.socket !== socket) return;
-    if (bearer) {
-      this.send({ type: 'auth', token: bearer.token });
-      // Subscriptions go out when `ready` arrives.
-    } else {
-      this.becomeReady();
-    }
+    // Signed out, the socket authenticates as nobody (`token: null`, a Hearth extension of
+    // DESIGN §5), so rules that make data public still let the listener through.
+    this.send({ type: 'auth', token: bearer ? bearer.token : null });
+    // Subscriptions go out when `ready` arrives.
   }
 
   private becomeReady(): void {

@@ -706,3 +706,40 @@ async fn a_client_that_answers_no_pings_is_closed_after_two_intervals() {
         Some(1001)
     );
 }
+
+#[tokio::test]
+async fn a_signed_out_client_listens_to_what_the_rules_make_public() {
+    let server = TestServer::start().await;
+    put_rules(
+        &server,
+        "rules_version = '2';\nservice cloud.firestore { match /databases/{db}/documents {\n  match /news/{id} { allow read: if true; }\n  match /private/{id} { allow read: if request.auth != null; }\n} }\n",
+    )
+    .await;
+    put(&server, "news/n1", json!({"title": "hello"})).await;
+    let mut client = RealtimeClient::connect(&server.url).await.unwrap();
+    client
+        .send(json!({"type": "auth", "token": null}))
+        .await
+        .unwrap();
+    let ready = client.next_message().await.unwrap();
+    assert_eq!(ready["type"], "ready", "{ready}");
+    assert_eq!(ready["uid"], Json::Null);
+    client
+        .subscribe_query("news", json!({"from": "news"}), None)
+        .await
+        .unwrap();
+    let snapshot = client.next_message().await.unwrap();
+    assert_eq!(snapshot["type"], "snapshot", "{snapshot}");
+    client
+        .subscribe_doc("secret", "private/p1", None)
+        .await
+        .unwrap();
+    let refused = client.next_message().await.unwrap();
+    assert_eq!(refused["code"], "permission_denied", "{refused}");
+    put(&server, "news/n2", json!({"title": "again"})).await;
+    let change = client.next_message().await.unwrap();
+    assert_eq!(
+        paths_of(&change),
+        [("added".to_string(), "news/n2".to_string())]
+    );
+}

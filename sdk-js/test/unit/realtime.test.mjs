@@ -222,13 +222,15 @@ test('a connection-wide error without a session ends every listener', async () =
   hearth.close();
 });
 
-test('without credentials the client subscribes without an auth message', async () => {
+test('without credentials the socket authenticates as nobody, then subscribes', async () => {
   const { hearth } = client({ serviceKey: null });
   hearth.doc('a/1').onSnapshot(() => {});
-  const socket = await waitFor(() => FakeSocket.last);
-  socket.open();
-  await waitFor(() => socket.messages.length > 0);
-  assert.deepEqual(socket.messages, [{ type: 'subscribe', id: 's1', doc: 'a/1' }]);
+  const socket = await openAndReady(null);
+  await waitFor(() => socket.messages.length > 1);
+  assert.deepEqual(socket.messages, [
+    { type: 'auth', token: null },
+    { type: 'subscribe', id: 's1', doc: 'a/1' },
+  ]);
   hearth.close();
 });
 

@@ -32,6 +32,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(15);
 pub enum Principal {
     /// The service key: rules do not apply.
     Admin,
+    /// Signed out (`token: null`): judged by the rules with `request.auth == null`.
+    Anonymous,
     User {
         auth: hearth_rules::Auth,
         /// `exp` of the access token (Unix seconds).
@@ -42,7 +44,7 @@ pub enum Principal {
 impl Principal {
     fn uid(&self) -> Option<&str> {
         match self {
-            Principal::Admin => None,
+            Principal::Admin | Principal::Anonymous => None,
             Principal::User { auth, .. } => Some(&auth.uid),
         }
     }
@@ -263,40 +265,49 @@ impl Connection {
         };
         match message {
             ClientMessage::Ping => self.send(protocol::pong()).await,
-            ClientMessage::Auth { token } => match authenticate(token).await {
-                Ok(principal) => {
-                    let changed_user = self
-                        .principal
-                        .as_ref()
-                        .is_some_and(|p| p.uid() != principal.uid());
-                    if changed_user {
-                        self.end_all("unauthenticated", "the identity changed; subscribe again")
-                            .await?;
-                    }
-                    self.expires = match &principal {
-                        Principal::User {
-                            expires_at: Some(exp),
-                            ..
-                        } => {
-                            let left = exp.saturating_sub(
-                                crate::model::Timestamp::now().micros() / 1_000_000,
-                            );
-                            Some(
-                                tokio::time::Instant::now()
-                                    + Duration::from_secs(left.max(0) as u64),
+            ClientMessage::Auth { token } => {
+                let principal = match token {
+                    Some(token) => authenticate(token).await,
+                    None => Ok(Principal::Anonymous),
+                };
+                match principal {
+                    Ok(principal) => {
+                        let changed_user = self
+                            .principal
+                            .as_ref()
+                            .is_some_and(|p| p.uid() != principal.uid());
+                        if changed_user {
+                            self.end_all(
+                                "unauthenticated",
+                                "the identity changed; subscribe again",
                             )
+                            .await?;
                         }
-                        _ => None,
-                    };
-                    let ready = protocol::ready(principal.uid());
-                    self.principal = Some(principal);
-                    self.send(ready).await
+                        self.expires = match &principal {
+                            Principal::User {
+                                expires_at: Some(exp),
+                                ..
+                            } => {
+                                let left = exp.saturating_sub(
+                                    crate::model::Timestamp::now().micros() / 1_000_000,
+                                );
+                                Some(
+                                    tokio::time::Instant::now()
+                                        + Duration::from_secs(left.max(0) as u64),
+                                )
+                            }
+                            _ => None,
+                        };
+                        let ready = protocol::ready(principal.uid());
+                        self.principal = Some(principal);
+                        self.send(ready).await
+                    }
+                    Err(message) => {
+                        self.send(protocol::error(None, "unauthenticated", &message))
+                            .await
+                    }
                 }
-                Err(message) => {
-                    self.send(protocol::error(None, "unauthenticated", &message))
-                        .await
-                }
-            },
+            }
             ClientMessage::Unsubscribe { id } => {
                 if let Some(local) = self.by_name.remove(&id) {
                     if let Some(sub) = self.subscriptions.remove(&local) {
@@ -316,6 +327,11 @@ impl Connection {
     fn access(&self) -> Option<Access> {
         match self.principal.as_ref()? {
             Principal::Admin => Some(Access::as_admin()),
+            Principal::Anonymous => Some(Access::Client {
+                rules: self.hub.docs.rules(),
+                auth: None,
+                roles: self.hub.roles.clone(),
+            }),
             Principal::User { auth, .. } => Some(Access::Client {
                 rules: self.hub.docs.rules(),
                 auth: Some(auth.clone()),

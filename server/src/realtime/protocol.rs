@@ -9,8 +9,10 @@ const MAX_ID_BYTES: usize = 128;
 /// What a client may send.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientMessage {
+    /// `token: null` signs the connection in as a signed-out client (an extension of DESIGN §5:
+    /// public data may be readable under the rules without an account).
     Auth {
-        token: String,
+        token: Option<String>,
     },
     Subscribe {
         id: String,
@@ -73,14 +75,17 @@ impl ClientMessage {
         match kind {
             "auth" => {
                 only_fields(&object, &["type", "token"], None)?;
-                let token = object
-                    .get("token")
-                    .and_then(Json::as_str)
-                    .filter(|t| !t.is_empty())
-                    .ok_or_else(|| invalid(None, "auth needs a non-empty \"token\""))?;
-                Ok(ClientMessage::Auth {
-                    token: token.to_string(),
-                })
+                let token = match object.get("token") {
+                    Some(Json::Null) => None,
+                    Some(Json::String(t)) if !t.is_empty() => Some(t.clone()),
+                    _ => {
+                        return Err(invalid(
+                            None,
+                            "auth needs a non-empty \"token\" (or null to listen signed out)",
+                        ))
+                    }
+                };
+                Ok(ClientMessage::Auth { token })
             }
             "subscribe" => {
                 let id = subscription_id(&object)?;
@@ -234,7 +239,9 @@ mod tests {
             (r#"{"type":"ping"}"#, Ok(ClientMessage::Ping)),
             (
                 r#"{"type":"auth","token":"t"}"#,
-                Ok(ClientMessage::Auth { token: "t".into() }),
+                Ok(ClientMessage::Auth {
+                    token: Some("t".into()),
+                }),
             ),
             (
                 r#"{"type":"subscribe","id":"s1","doc":"a/b","resumeFrom":7}"#,
