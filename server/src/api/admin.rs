@@ -81,13 +81,38 @@ pub async fn put_rules(
     Ok(HttpResponse::Ok().json(json!({"status": "live"})))
 }
 
-/// `{"uid", "role", "domain"?}` as a grant (the default domain when none is named).
+/// A required string field of a JSON body.
+fn required_text(body: &Json, name: &str) -> Result<String, ApiError> {
+    body.get(name)
+        .and_then(Json::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::invalid(format!("\"{name}\" (a string) is required")))
+}
+
+/// The `domain` of a roles body, the default domain when none is named.
+fn domain_of(body: &Json) -> String {
+    body.get("domain")
+        .and_then(Json::as_str)
+        .unwrap_or(DEFAULT_DOMAIN)
+        .to_string()
+}
+
+/// 201 with the new policy, or 200 when it was already there.
+fn created_or_ok(created: bool, policy: &impl serde::Serialize) -> HttpResponse {
+    let mut response = if created {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    };
+    response.json(policy)
+}
+
+/// `{"uid", "role", "domain"?}` as a grant.
 fn grant_from(body: &Json) -> Result<Grant, ApiError> {
-    let text = |name: &str| body.get(name).and_then(Json::as_str).map(str::to_string);
     Ok(Grant {
-        uid: text("uid").ok_or_else(|| ApiError::invalid("\"uid\" (a string) is required"))?,
-        role: text("role").ok_or_else(|| ApiError::invalid("\"role\" (a string) is required"))?,
-        domain: text("domain").unwrap_or_else(|| DEFAULT_DOMAIN.to_string()),
+        uid: required_text(body, "uid")?,
+        role: required_text(body, "role")?,
+        domain: domain_of(body),
     })
 }
 
@@ -100,12 +125,7 @@ pub async fn grant_role(
     Caller::require_service(&request, &state).await?;
     let grant = grant_from(&read_json(payload, state.limits.max_body_bytes).await?)?;
     let created = state.roles.grant(grant.clone()).await?;
-    let mut response = if created {
-        HttpResponse::Created()
-    } else {
-        HttpResponse::Ok()
-    };
-    Ok(response.json(grant))
+    Ok(created_or_ok(created, &grant))
 }
 
 /// `DELETE /v1/admin/roles/grants` with the same body: 204 (also when there was no grant).
@@ -141,20 +161,13 @@ pub async fn inherit_role(
 ) -> Result<HttpResponse, ApiError> {
     Caller::require_service(&request, &state).await?;
     let body = read_json(payload, state.limits.max_body_bytes).await?;
-    let text = |name: &str| body.get(name).and_then(Json::as_str).map(str::to_string);
     let edge = Inheritance {
-        role: text("role").ok_or_else(|| ApiError::invalid("\"role\" (a string) is required"))?,
-        inherits: text("inherits")
-            .ok_or_else(|| ApiError::invalid("\"inherits\" (a string) is required"))?,
-        domain: text("domain").unwrap_or_else(|| DEFAULT_DOMAIN.to_string()),
+        role: required_text(&body, "role")?,
+        inherits: required_text(&body, "inherits")?,
+        domain: domain_of(&body),
     };
     let created = state.roles.inherit(edge.clone()).await?;
-    let mut response = if created {
-        HttpResponse::Created()
-    } else {
-        HttpResponse::Ok()
-    };
-    Ok(response.json(edge))
+    Ok(created_or_ok(created, &edge))
 }
 
 /// `GET /v1/admin/roles/inherits`: every inheritance edge.
