@@ -404,3 +404,47 @@ async fn forwarded_client_addresses_count_only_from_trusted_proxies() {
     let limited = direct.send(login(&direct, "198.51.100.3")).await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[tokio::test]
+async fn refresh_is_rate_limited_per_account_too() {
+    let server = TestServer::start_with(vec![
+        (
+            "HEARTH_AUTH__RATE_LIMIT_PER_IP_PER_MINUTE".into(),
+            "100".into(),
+        ),
+        (
+            "HEARTH_AUTH__RATE_LIMIT_PER_ACCOUNT_PER_MINUTE".into(),
+            "2".into(),
+        ),
+    ])
+    .await;
+    let signed_in = server
+        .send(server.anonymous(Method::POST, "/v1/auth/anonymous"))
+        .await;
+    let mut token = signed_in.body["refreshToken"].as_str().unwrap().to_string();
+    for _ in 0..2 {
+        let rotated = refresh(&server, token.clone()).await;
+        assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text);
+        token = rotated.body["refreshToken"].as_str().unwrap().to_string();
+    }
+    let limited = refresh(&server, token).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.error_code(), "rate_limited");
+    assert!(limited.header("retry-after").is_some());
+    // Another account from the same address still refreshes.
+    let other = server
+        .send(server.anonymous(Method::POST, "/v1/auth/anonymous"))
+        .await;
+    let other_token = other.body["refreshToken"].as_str().unwrap().to_string();
+    assert_eq!(refresh(&server, other_token).await.status, StatusCode::OK);
+}
+
+async fn refresh(server: &TestServer, token: String) -> hearth_tests::Response {
+    server
+        .send(
+            server
+                .anonymous(Method::POST, "/v1/auth/refresh")
+                .json(&serde_json::json!({ "refreshToken": token })),
+        )
+        .await
+}

@@ -502,6 +502,10 @@ impl Auth {
 
     pub async fn refresh(&self, token: &str, ip: IpAddr) -> Result<SignedIn, AuthError> {
         self.limiter.check_ip(Action::Refresh, ip)?;
+        // Limit per account before rotating: a refused refresh must leave the token usable.
+        if let Some(uid) = sessions::owner_of(&self.store, token).await? {
+            self.limiter.check_account(Action::Refresh, &uid, ip)?;
+        }
         let session = sessions::rotate(&self.store, &self.sessions, token, now_ms).await?;
         let mut values = self
             .store

@@ -79,6 +79,15 @@ pub fn start_session(
 
 /// Exchanges `token` for a new one. Optimistic: reads the token, its family and the user's
 /// revocation state, commits with version checks, and retries when a concurrent exchange won.
+/// The uid a refresh token belongs to, if it is known (for per-account rate limits before any
+/// state changes).
+pub async fn owner_of(store: &AuthStore, token: &str) -> Result<Option<String>, AuthError> {
+    Ok(store
+        .get::<RefreshRecord>(refresh_key(token))
+        .await?
+        .map(|record| record.value.uid))
+}
+
 pub async fn rotate(
     store: &AuthStore,
     settings: &SessionSettings,
