@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value as Json};
 
-use super::body::read_json;
+use super::body::{optional, read_json, required};
 use super::caller::Caller;
 use super::AppState;
 use crate::docs::parse_index_fields;
@@ -17,11 +17,7 @@ pub async fn create_index(
 ) -> Result<HttpResponse, ApiError> {
     Caller::require_service(&request, &state).await?;
     let body = read_json(payload, state.limits.max_body_bytes).await?;
-    let collection = body
-        .get("collection")
-        .and_then(Json::as_str)
-        .ok_or_else(|| ApiError::invalid("\"collection\" (a collection ID) is required"))?
-        .to_string();
+    let collection = required(&body, "collection")?.to_string();
     let fields = parse_index_fields(body.get("fields").unwrap_or(&Json::Null))?;
     let index = state.docs.create_index(collection, fields).await?;
     Ok(HttpResponse::Created().json(index))
@@ -81,20 +77,11 @@ pub async fn put_rules(
     Ok(HttpResponse::Ok().json(json!({"status": "live"})))
 }
 
-/// A required string field of a JSON body.
-fn required_text(body: &Json, name: &str) -> Result<String, ApiError> {
-    body.get(name)
-        .and_then(Json::as_str)
-        .map(str::to_string)
-        .ok_or_else(|| ApiError::invalid(format!("\"{name}\" (a string) is required")))
-}
-
 /// The `domain` of a roles body, the default domain when none is named.
-fn domain_of(body: &Json) -> String {
-    body.get("domain")
-        .and_then(Json::as_str)
+fn domain_of(body: &Json) -> Result<String, ApiError> {
+    Ok(optional(body, "domain")?
         .unwrap_or(DEFAULT_DOMAIN)
-        .to_string()
+        .to_string())
 }
 
 /// 201 with the new policy, or 200 when it was already there.
@@ -110,9 +97,9 @@ fn created_or_ok(created: bool, policy: &impl serde::Serialize) -> HttpResponse 
 /// `{"uid", "role", "domain"?}` as a grant.
 fn grant_from(body: &Json) -> Result<Grant, ApiError> {
     Ok(Grant {
-        uid: required_text(body, "uid")?,
-        role: required_text(body, "role")?,
-        domain: domain_of(body),
+        uid: required(body, "uid")?.to_string(),
+        role: required(body, "role")?.to_string(),
+        domain: domain_of(body)?,
     })
 }
 
@@ -162,9 +149,9 @@ pub async fn inherit_role(
     Caller::require_service(&request, &state).await?;
     let body = read_json(payload, state.limits.max_body_bytes).await?;
     let edge = Inheritance {
-        role: required_text(&body, "role")?,
-        inherits: required_text(&body, "inherits")?,
-        domain: domain_of(&body),
+        role: required(&body, "role")?.to_string(),
+        inherits: required(&body, "inherits")?.to_string(),
+        domain: domain_of(&body)?,
     };
     let created = state.roles.inherit(edge.clone()).await?;
     Ok(created_or_ok(created, &edge))

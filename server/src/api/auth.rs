@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value as Json};
 
-use super::body::read_json;
+use super::body::{optional, read_json, required};
 use super::caller::Caller;
 use super::AppState;
 use crate::auth::{public_user, UserUpdate};
@@ -26,25 +26,6 @@ fn client_ip(request: &HttpRequest) -> IpAddr {
         None => peer,
     }
 }
-
-/// A required string field of the body.
-fn required<'a>(body: &'a Json, field: &str) -> Result<&'a str, ApiError> {
-    match body.get(field) {
-        Some(Json::String(text)) => Ok(text),
-        Some(_) => Err(ApiError::invalid(format!("\"{field}\" must be a string"))),
-        None => Err(ApiError::invalid(format!("\"{field}\" is required"))),
-    }
-}
-
-/// An optional string field of the body.
-fn optional<'a>(body: &'a Json, field: &str) -> Result<Option<&'a str>, ApiError> {
-    match body.get(field) {
-        None | Some(Json::Null) => Ok(None),
-        Some(Json::String(text)) => Ok(Some(text)),
-        Some(_) => Err(ApiError::invalid(format!("\"{field}\" must be a string"))),
-    }
-}
-
 async fn object_body(payload: web::Payload, state: &AppState) -> Result<Json, ApiError> {
     let body = read_json(payload, state.limits.max_body_bytes).await?;
     if !body.is_object() {

@@ -41,3 +41,21 @@ async fn read_bytes(payload: web::Payload, limit: usize) -> Result<web::Bytes, A
     };
     Ok(bytes)
 }
+
+/// A required string field of the body.
+pub fn required<'a>(body: &'a Json, field: &str) -> Result<&'a str, ApiError> {
+    match body.get(field) {
+        Some(Json::String(text)) => Ok(text),
+        Some(_) => Err(ApiError::invalid(format!("\"{field}\" must be a string"))),
+        None => Err(ApiError::invalid(format!("\"{field}\" is required"))),
+    }
+}
+
+/// An optional string field of the body.
+pub fn optional<'a>(body: &'a Json, field: &str) -> Result<Option<&'a str>, ApiError> {
+    match body.get(field) {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::String(text)) => Ok(Some(text)),
+        Some(_) => Err(ApiError::invalid(format!("\"{field}\" must be a string"))),
+    }
+}
