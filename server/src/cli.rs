@@ -26,6 +26,88 @@ pub enum Command {
     Keys(KeysArgs),
     /// Check security rules and run rules unit tests, without a server.
     Rules(RulesArgs),
+    /// Show, apply or create migrations (the data dir must not be in use by a server).
+    Migrate(MigrateArgs),
+    /// Write a consistent snapshot (documents, users, project data) as JSON Lines into DIR.
+    Export(ExportArgs),
+    /// Load an export into a new, empty data dir.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(subcommand)]
+    pub command: MigrateCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// List the server's and the app's migrations: applied, pending or interrupted.
+    Status(DataDirArgs),
+    /// Apply every pending migration (the server's own first), as `serve` does at start.
+    Up(DataDirArgs),
+    /// Create the next-numbered `NNNN_NAME.json` with an empty steps list.
+    New {
+        /// The migration's name (A-Z, a-z, 0-9, '_' and '-').
+        name: String,
+        /// Migrations folder.
+        #[arg(long, env = "HEARTH_MIGRATIONS")]
+        migrations: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DataDirArgs {
+    /// Data directory (default ./hearth_data).
+    #[arg(long, env = "HEARTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The app's migrations folder.
+    #[arg(long, env = "HEARTH_MIGRATIONS")]
+    pub migrations: Option<PathBuf>,
+    /// Config file (default ./hearth.toml when present).
+    #[arg(long, env = "HEARTH_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl DataDirArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            data_dir: self.data_dir.clone(),
+            migrations: self.migrations.clone(),
+            config: self.config.clone(),
+            ..Overrides::default()
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The folder to write (created; it must not hold an export already).
+    pub dir: PathBuf,
+    /// Data directory to read while no server runs (default ./hearth_data).
+    #[arg(long, env = "HEARTH_DATA_DIR", conflicts_with = "url")]
+    pub data_dir: Option<PathBuf>,
+    /// A running server to export from (with the service key), e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The service key, for --url.
+    #[arg(long, env = "HEARTH_SERVICE_KEY", hide_env_values = true)]
+    pub service_key: Option<String>,
+    /// Config file (default ./hearth.toml when present).
+    #[arg(long, env = "HEARTH_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The export folder to read.
+    pub dir: PathBuf,
+    /// Data directory to fill: new or empty (default ./hearth_data).
+    #[arg(long, env = "HEARTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Config file (default ./hearth.toml when present).
+    #[arg(long, env = "HEARTH_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -169,6 +169,26 @@ impl From<DocsError> for ApiError {
                 error.details = Some(serde_json::json!({ "errors": errors }));
                 error
             }
+            DocsError::SchemaViolation(violations) => {
+                let lines: Vec<String> = violations
+                    .iter()
+                    .map(|v| {
+                        format!(
+                            "{} {}: {}",
+                            v.document,
+                            if v.field.is_empty() { "/" } else { &v.field },
+                            v.message
+                        )
+                    })
+                    .collect();
+                let mut error = ApiError::invalid(format!(
+                    "the document does not match its collection's schema:\n{}",
+                    lines.join("\n")
+                ));
+                let list: Vec<Json> = violations.iter().map(|v| v.to_json()).collect();
+                error.details = Some(json!({ "violations": list }));
+                error
+            }
             DocsError::Aborted(m) => ApiError::new(ErrorCode::Aborted, m),
             DocsError::Store(err) => err.into(),
             DocsError::Corrupt(err) => ApiError::internal(&err),
@@ -214,6 +234,30 @@ impl From<RolesError> for ApiError {
             RolesError::Contention => ApiError::new(ErrorCode::Aborted, err.to_string()),
             RolesError::Store(err) => err.into(),
             RolesError::Corrupt(_) => ApiError::internal(&err),
+        }
+    }
+}
+
+impl From<crate::migrate::MigrationError> for ApiError {
+    fn from(err: crate::migrate::MigrationError) -> Self {
+        use crate::migrate::MigrationError;
+        match err {
+            MigrationError::Refused(problems) => {
+                let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                let mut error = ApiError::new(
+                    ErrorCode::FailedPrecondition,
+                    format!("the migrations are refused:\n{}", list.join("\n")),
+                );
+                error.details = Some(json!({ "problems": list }));
+                error
+            }
+            MigrationError::StepFailed { .. } => {
+                ApiError::new(ErrorCode::FailedPrecondition, err.to_string())
+            }
+            MigrationError::Docs(err) => err.into(),
+            MigrationError::Roles(err) => err.into(),
+            MigrationError::Store(err) => err.into(),
+            MigrationError::Io(_) | MigrationError::Corrupt(_) => ApiError::internal(&err),
         }
     }
 }

@@ -24,6 +24,9 @@ fn main() -> ExitCode {
             RulesCommand::Check { file } => check_rules(&file),
             RulesCommand::Test { file, cases } => test_rules(&file, &cases),
         },
+        Command::Migrate(migrate) => hearth::tools::migrate(migrate.command),
+        Command::Export(args) => hearth::tools::export(args),
+        Command::Import(args) => hearth::tools::import(args),
     }
 }
 

@@ -8,7 +8,9 @@ use std::sync::{Arc, RwLock};
 use casbin::{DefaultRoleManager, RoleManager};
 use serde::{Deserialize, Serialize};
 
-use crate::store::{commit, CommitError, Expect, SharedStore, Space, StoreError, WriteSet};
+use crate::store::{
+    commit, CommitError, Expect, ReadView, SharedStore, Space, StoreError, WriteSet,
+};
 
 /// The domain of grants and `hasRole(role)` calls that name none.
 pub const DEFAULT_DOMAIN: &str = "default";
@@ -16,7 +18,7 @@ pub const DEFAULT_DOMAIN: &str = "default";
 const MAX_HIERARCHY: usize = 10;
 /// Longest uid, role or domain name, in bytes.
 const MAX_NAME_BYTES: usize = 256;
-const ROLES_KEY: &[u8] = b"roles.policies";
+pub(crate) const ROLES_KEY: &[u8] = b"roles.policies";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
@@ -33,9 +35,9 @@ pub struct Inheritance {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Policies {
-    grants: Vec<Grant>,
-    inherits: Vec<Inheritance>,
+pub(crate) struct Policies {
+    pub(crate) grants: Vec<Grant>,
+    pub(crate) inherits: Vec<Inheritance>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -148,11 +150,21 @@ impl Roles {
             .unwrap_or_default()
     }
 
+    /// Re-reads the stored policies (after a migration changed them) and swaps the graph.
+    pub async fn reload(&self) -> Result<(), RolesError> {
+        let reader = self.store.clone();
+        let (policies, _) = tokio::task::spawn_blocking(move || load(&reader))
+            .await
+            .map_err(|err| RolesError::Corrupt(err.to_string()))??;
+        if let Ok(mut current) = self.current.write() {
+            *current = Arc::new(Snapshot::build(policies));
+        }
+        Ok(())
+    }
+
     /// Grants `role` to `uid`; false when it was already granted.
     pub async fn grant(&self, grant: Grant) -> Result<bool, RolesError> {
-        validate("uid", &grant.uid)?;
-        validate("role", &grant.role)?;
-        validate("domain", &grant.domain)?;
+        validate_grant(&grant)?;
         self.change(move |p| {
             if p.grants.contains(&grant) {
                 return Ok(false);
@@ -217,10 +229,7 @@ impl Roles {
             if !changed {
                 return Ok(false);
             }
-            let mut value = vec![0u8; 8];
-            value.extend_from_slice(
-                &serde_json::to_vec(&policies).map_err(|e| RolesError::Corrupt(e.to_string()))?,
-            );
+            let value = encode_policies(&policies)?;
             let mut write_set = WriteSet::default();
             write_set.check(
                 Space::Meta,
@@ -243,8 +252,28 @@ impl Roles {
     }
 }
 
+/// Checks the names of a grant (uid, role, domain: 1 to 256 bytes each).
+pub fn validate_grant(grant: &Grant) -> Result<(), RolesError> {
+    validate("uid", &grant.uid)?;
+    validate("role", &grant.role)?;
+    validate("domain", &grant.domain)
+}
+
+/// The stored form of the policies: 8 bytes for the version stamp, then JSON.
+pub(crate) fn encode_policies(policies: &Policies) -> Result<Vec<u8>, RolesError> {
+    let mut value = vec![0u8; 8];
+    value.extend_from_slice(
+        &serde_json::to_vec(policies).map_err(|e| RolesError::Corrupt(e.to_string()))?,
+    );
+    Ok(value)
+}
+
 fn load(store: &SharedStore) -> Result<(Policies, Option<u64>), RolesError> {
-    let view = store.read()?;
+    read_policies(store.read()?.as_ref())
+}
+
+/// The stored policies and the version of their value (`None` when never stored).
+pub(crate) fn read_policies(view: &dyn ReadView) -> Result<(Policies, Option<u64>), RolesError> {
     let Some(bytes) = view
         .get_many(Space::Meta, &[ROLES_KEY.to_vec()])?
         .pop()

@@ -34,6 +34,8 @@ pub enum StartupError {
     ServiceKey(String),
     #[error("auth: {0}")]
     Auth(#[from] AuthError),
+    #[error("{0}")]
+    Migrations(#[from] crate::migrate::MigrationError),
 }
 
 pub struct Server {
@@ -107,6 +109,19 @@ impl Server {
         let roles = crate::roles::Roles::open(store.clone())
             .await
             .map_err(|err| StartupError::Rules(err.to_string()))?;
+        // The server's own migrations, then the app's; a refused or failed run stops the start.
+        let migration_services = crate::migrate::Services {
+            store: store.clone(),
+            docs: docs.clone(),
+            roles: roles.clone(),
+            hooks: None,
+        };
+        for name in
+            crate::migrate::migrate_all(&migration_services, settings.migrations.as_deref(), None)
+                .await?
+        {
+            tracing::info!(migration = %name, "applied");
+        }
         let realtime = crate::realtime::Hub::start(
             store.clone(),
             docs.clone(),
@@ -127,6 +142,7 @@ impl Server {
                 max_batch_writes: settings.limits.max_batch_writes,
             },
             ready: AtomicBool::new(true),
+            migrations_dir: settings.migrations.clone(),
         });
         let app_state = state.clone();
         let cors_origins = settings.cors_origins.clone();

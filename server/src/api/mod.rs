@@ -2,6 +2,7 @@
 //! into a call on a lower layer and maps its typed error through `crate::error::ApiError`.
 
 mod admin;
+mod admin_data;
 mod admin_users;
 mod auth;
 mod body;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub realtime: Arc<crate::realtime::Hub>,
     /// False once shutdown begins, so load balancers stop sending traffic.
     pub ready: AtomicBool,
+    /// The app's migrations folder (`--migrations`), for the status route.
+    pub migrations_dir: Option<std::path::PathBuf>,
 }
 
 /// Registers every route on an actix `App`.
@@ -136,6 +139,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/v1/admin/indexes/{id}",
             web::delete().to(admin::drop_index),
         )
+        .route(
+            "/v1/admin/migrations",
+            web::get().to(admin_data::migrations_status),
+        )
+        .route("/v1/admin/export", web::get().to(admin_data::export))
         .service(
             web::resource("/v1/docs/{path:.*}")
                 .route(web::get().to(docs::get))

@@ -22,6 +22,9 @@ pub enum DocsError {
     /// A ruleset that does not parse: every error as `line:column: message`.
     #[error("the ruleset has {} error(s)", .0.len())]
     InvalidRules(Vec<String>),
+    /// Documents the write would store break their collection's JSON Schema.
+    #[error("{} schema violation(s)", .0.len())]
+    SchemaViolation(Vec<super::schema::Violation>),
     /// Too many concurrent commits changed the same documents; the client may retry.
     #[error("{0}")]
     Aborted(String),

@@ -7,6 +7,7 @@ pub mod execute;
 pub mod index;
 pub mod planner;
 pub mod query;
+pub mod schema;
 pub mod write;
 
 use std::collections::HashMap;
@@ -87,6 +88,7 @@ pub struct Docs {
     store: SharedStore,
     catalog: IndexCatalog,
     rules: RulesCatalog,
+    schemas: schema::SchemaCatalog,
     /// Serialises this process's writers per document (striped), so writers of one hot
     /// document queue instead of failing each other's optimistic checks until they give up.
     write_locks: Vec<tokio::sync::Mutex<()>>,
@@ -105,6 +107,7 @@ impl Docs {
             store,
             catalog: IndexCatalog::default(),
             rules: RulesCatalog::default(),
+            schemas: schema::SchemaCatalog::default(),
             write_locks: (0..WRITE_LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
@@ -120,6 +123,7 @@ impl Docs {
             .map(|ix| ix.id)
             .collect();
         docs.catalog.replace(snapshot);
+        docs.reload_schemas().await?;
         if let Some(source) = docs.rules_source().await? {
             match hearth_rules::Ruleset::parse(&source) {
                 Ok(ruleset) => docs.rules.replace(Some(Arc::new(ruleset))),
@@ -184,6 +188,28 @@ impl Docs {
         writes: Vec<Write>,
         access: Access,
     ) -> Result<CommitOutcome, DocsError> {
+        self.commit_inner(writes, access, None).await
+    }
+
+    /// Commits `writes` (as the admin) together with what `stage` computes from the same read
+    /// view: project data changes and bookkeeping of a migration, in one atomic commit. The
+    /// staged schemas, when given, judge the writes instead of the live ones. Callers reload the
+    /// project data afterwards (`reload`).
+    pub async fn commit_staged(
+        self: &Arc<Self>,
+        writes: Vec<Write>,
+        stage: Arc<Stage>,
+    ) -> Result<CommitOutcome, DocsError> {
+        self.commit_inner(writes, Access::as_admin(), Some(stage))
+            .await
+    }
+
+    async fn commit_inner(
+        self: &Arc<Self>,
+        writes: Vec<Write>,
+        access: Access,
+        stage: Option<Arc<Stage>>,
+    ) -> Result<CommitOutcome, DocsError> {
         // Take the stripes of every written document in one global order: no deadlocks.
         let mut stripes: Vec<usize> = writes.iter().map(|w| stripe_of(&w.path)).collect();
         stripes.sort_unstable();
@@ -197,8 +223,9 @@ impl Docs {
             let catalog = self.catalog.snapshot();
             let input = writes.clone();
             let access = access.clone();
+            let stage = stage.clone();
             let prepared = self
-                .blocking(move |docs| docs.prepare(&input, &catalog, &access))
+                .blocking(move |docs| docs.prepare(&input, &catalog, &access, stage.as_deref()))
                 .await?;
             match commit(self.store.as_ref(), prepared.write_set).await {
                 Ok(version) => {
@@ -236,8 +263,10 @@ impl Docs {
         writes: &[Write],
         catalog: &CatalogSnapshot,
         access: &Access,
+        stage: Option<&Stage>,
     ) -> Result<Prepared, DocsError> {
         let view = self.store.read()?;
+        let staged = stage.map(|stage| stage(view.as_ref())).transpose()?;
         let mut paths: Vec<DocPath> = Vec::new();
         for write in writes {
             if !paths.contains(&write.path) {
@@ -325,6 +354,27 @@ impl Docs {
                 .collect();
             access.check_writes(view.as_ref(), &checks, &current, now)?;
         }
+        // The schema judges what would be stored, for the admin as for clients.
+        let schemas = match staged.as_ref().and_then(|s| s.schemas.clone()) {
+            Some(staged_schemas) => staged_schemas,
+            None => self.schemas.current(),
+        };
+        if !schemas.is_empty() {
+            let violations: Vec<schema::Violation> = results
+                .iter()
+                .filter(|r| {
+                    matches!(
+                        r.effect,
+                        WriteEffect::Created | WriteEffect::Replaced | WriteEffect::Updated
+                    )
+                })
+                .filter_map(|r| r.document.as_ref())
+                .flat_map(|document| schemas.violations(document))
+                .collect();
+            if !violations.is_empty() {
+                return Err(DocsError::SchemaViolation(violations));
+            }
+        }
 
         let mut write_set = WriteSet::default();
         match catalog.version {
@@ -388,6 +438,10 @@ impl Docs {
             let record = json!({"time": now.to_rfc3339(), "changes": changes});
             write_set.change = Some(serde_json::to_vec(&record).unwrap_or_default());
         }
+        if let Some(staged) = staged {
+            write_set.checks.extend(staged.write_set.checks);
+            write_set.ops.extend(staged.write_set.ops);
+        }
         Ok(Prepared { write_set, results })
     }
 
@@ -432,6 +486,67 @@ impl Docs {
             Ok(execute::explain(&query, &planner::plan(&query, &catalog)))
         })
         .await
+    }
+
+    /// The live collection schemas.
+    pub fn schemas(&self) -> Arc<schema::SchemaSet> {
+        self.schemas.current()
+    }
+
+    async fn reload_schemas(self: &Arc<Self>) -> Result<(), DocsError> {
+        let set = self
+            .blocking(|docs| {
+                let (sources, _) = schema::read_sources(docs.store.read()?.as_ref())?;
+                schema::SchemaSet::from_sources(sources)
+                    .map_err(|err| DocsError::Task(format!("stored schemas do not compile: {err}")))
+            })
+            .await?;
+        self.schemas.replace(set);
+        Ok(())
+    }
+
+    /// Re-reads the project data a staged commit may have changed (index catalog, rules,
+    /// schemas) and swaps it in: builds indexes that appeared, purges the entries of dropped ones.
+    pub async fn reload(self: &Arc<Self>) -> Result<(), DocsError> {
+        let before = self.catalog.snapshot();
+        let snapshot = self.blocking(|docs| docs.load_catalog()).await?;
+        let building: Vec<u32> = snapshot
+            .data
+            .indexes
+            .iter()
+            .filter(|ix| ix.state == IndexState::Building)
+            .filter(|ix| !before.data.indexes.iter().any(|old| old.id == ix.id))
+            .map(|ix| ix.id)
+            .collect();
+        let dropped: Vec<CompositeIndex> = before
+            .data
+            .indexes
+            .iter()
+            .filter(|old| !snapshot.data.indexes.iter().any(|ix| ix.id == old.id))
+            .cloned()
+            .collect();
+        self.catalog.replace(snapshot);
+        for id in building {
+            self.clone().spawn_backfill(id);
+        }
+        for index in dropped {
+            let docs = self.clone();
+            tokio::spawn(async move {
+                if let Err(err) = docs.purge_index_entries(&index).await {
+                    tracing::warn!(index = index.id, error = %err, "could not remove entries of a dropped index");
+                }
+            });
+        }
+        match self.rules_source().await? {
+            Some(source) => match hearth_rules::Ruleset::parse(&source) {
+                Ok(ruleset) => self.rules.replace(Some(Arc::new(ruleset))),
+                Err(_) => {
+                    tracing::error!("stored security rules do not parse; keeping the live rules")
+                }
+            },
+            None => self.rules.replace(None),
+        }
+        self.reload_schemas().await
     }
 
     /// The live security rules.
@@ -704,6 +819,17 @@ impl Docs {
     }
 }
 
+/// Computes, from the read view a staged commit prepares its writes on, the extra checks and
+/// operations to commit with them and the schemas to judge them by.
+pub type Stage = dyn Fn(&dyn ReadView) -> Result<Staged, DocsError> + Send + Sync;
+
+/// What a `Stage` adds to a commit.
+#[derive(Default)]
+pub struct Staged {
+    pub write_set: WriteSet,
+    pub schemas: Option<Arc<schema::SchemaSet>>,
+}
+
 struct Prepared {
     write_set: WriteSet,
     results: Vec<WriteResult>,
@@ -726,9 +852,9 @@ pub(crate) fn read_documents(
 }
 
 /// Meta key of the security rules source (a versioned value).
-const RULES_KEY: &[u8] = b"rules.source";
+pub const RULES_KEY: &[u8] = b"rules.source";
 
-fn read_rules_source(view: &dyn ReadView) -> Result<Option<String>, DocsError> {
+pub fn read_rules_source(view: &dyn ReadView) -> Result<Option<String>, DocsError> {
     let stored = view
         .get_many(Space::Meta, &[RULES_KEY.to_vec()])?
         .pop()
@@ -750,7 +876,7 @@ fn rules_method(kind: &write::WriteKind, effect: WriteEffect) -> hearth_rules::M
     }
 }
 
-fn read_catalog(view: &dyn ReadView) -> Result<CatalogSnapshot, DocsError> {
+pub fn read_catalog(view: &dyn ReadView) -> Result<CatalogSnapshot, DocsError> {
     let stored = view
         .get_many(Space::Meta, &[CATALOG_KEY.to_vec()])?
         .pop()
@@ -767,7 +893,7 @@ fn read_catalog(view: &dyn ReadView) -> Result<CatalogSnapshot, DocsError> {
     Ok(CatalogSnapshot { data, version })
 }
 
-fn encode_catalog(data: &CatalogData) -> Vec<u8> {
+pub fn encode_catalog(data: &CatalogData) -> Vec<u8> {
     let mut out = vec![0u8; 8];
     out.extend_from_slice(&serde_json::to_vec(data).unwrap_or_default());
     out
