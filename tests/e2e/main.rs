@@ -13,6 +13,7 @@ mod batch;
 mod documents;
 mod durability;
 mod indexes;
+mod migrations;
 mod ops;
 mod queries;
 mod realtime;

@@ -461,3 +461,16 @@ pub fn token_in_mail(mail: &str) -> Option<String> {
         .find_map(|line| line.trim().strip_prefix("token: "))
         .map(|t| t.trim().to_string())
 }
+
+/// Runs the `hearth` binary with `args` (a CLI command, not `serve`) and waits for it.
+pub async fn run_hearth(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(hearth_binary())
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .env_remove("HEARTH_DATA_DIR")
+        .env_remove("HEARTH_MIGRATIONS")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run the hearth binary")
+}

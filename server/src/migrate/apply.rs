@@ -294,6 +294,13 @@ impl Runner<'_> {
             }
             changed += count;
             scanned_total += batch.scanned as u64;
+            tracing::debug!(
+                file = %self.file.file_name,
+                step = index + 1,
+                scanned = scanned_total,
+                changed,
+                "migration batch committed"
+            );
             if scanned_total % 50_000 < batch.scanned as u64 || finished {
                 tracing::info!(
                     file = %self.file.file_name,
