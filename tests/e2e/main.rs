@@ -18,3 +18,4 @@ mod ops;
 mod queries;
 mod realtime;
 mod rules;
+mod schemas;
