@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod docs;
 pub mod error;
+pub mod hooks;
 pub mod metrics;
 pub mod model;
 pub mod realtime;

@@ -13,6 +13,7 @@ use crate::api::{self, AppState, HttpLimits, ServiceKey};
 use crate::auth::{Auth, AuthError};
 use crate::config::Settings;
 use crate::docs::{Docs, DocsError, DocsLimits};
+use crate::hooks::Hooks;
 use crate::metrics::Metrics;
 use crate::store::redb_store::GroupCommitLimits;
 use crate::store::{RedbStore, SharedStore, StoreError};
@@ -34,6 +35,8 @@ pub enum StartupError {
     ServiceKey(String),
     #[error("auth: {0}")]
     Auth(#[from] AuthError),
+    #[error("hooks: {0}")]
+    Hooks(String),
 }
 
 pub struct Server {
@@ -64,7 +67,13 @@ impl Server {
             default_page_size: settings.limits.default_page_size,
             max_page_size: settings.limits.max_page_size,
         };
-        let docs = Docs::open(store.clone(), docs_limits, metrics.clone()).await?;
+        let hooks_store = store.clone();
+        let hook_settings = settings.hooks.clone();
+        let hooks = tokio::task::spawn_blocking(move || Hooks::open(hooks_store, hook_settings))
+            .await
+            .map_err(|e| StartupError::Hooks(e.to_string()))?
+            .map_err(|e| StartupError::Hooks(e.to_string()))?;
+        let docs = Docs::open(store.clone(), docs_limits, metrics.clone(), hooks.clone()).await?;
         let service_key = load_service_key(&settings.data_dir)?;
         if let Some(file) = &settings.rules {
             crate::rules_file::load(&docs, file)
@@ -95,11 +104,12 @@ impl Server {
             )
         });
         let auth_store = store.clone();
+        let auth_hooks = hooks.clone();
         let auth_settings = settings.auth.clone();
         let data_dir = settings.data_dir.clone();
         // Opening hashes the dummy password once: keep it off the executor.
         let auth = tokio::task::spawn_blocking(move || {
-            Auth::open(auth_store, &auth_settings, &data_dir, issuer)
+            Auth::open(auth_store, &auth_settings, &data_dir, issuer, auth_hooks)
         })
         .await
         .map_err(|e| StartupError::Auth(AuthError::internal(e)))??;
@@ -114,8 +124,10 @@ impl Server {
             metrics.clone(),
             settings.realtime.clone(),
         );
+        hooks.start_delivery();
         let state = web::Data::new(AppState {
             realtime,
+            hooks,
             docs,
             auth: Arc::new(auth),
             roles,
@@ -174,6 +186,8 @@ impl Server {
             // WebSocket sessions are long-lived: close them (1001) so the drain can finish.
             state.realtime.shutdown();
             handle.stop(true).await;
+            // Pending deliveries stay in the outbox and resume at the next start.
+            state.hooks.stop_delivery();
         });
         let result = self.server.await;
         let store = self.store.clone();

@@ -12,6 +12,7 @@ mod auth_sessions;
 mod batch;
 mod documents;
 mod durability;
+mod hooks;
 mod indexes;
 mod ops;
 mod queries;
