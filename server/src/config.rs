@@ -30,6 +30,7 @@ pub struct Settings {
     pub store: StoreSettings,
     pub auth: AuthSettings,
     pub realtime: RealtimeSettings,
+    pub hooks: HookSettings,
 }
 
 /// Every limit the server enforces, in one place (documented in README.md).
@@ -156,6 +157,7 @@ impl Default for Settings {
             store: StoreSettings::default(),
             auth: AuthSettings::default(),
             realtime: RealtimeSettings::default(),
+            hooks: HookSettings::default(),
         }
     }
 }
@@ -224,6 +226,56 @@ impl Default for RealtimeSettings {
     }
 }
 
+/// Hooks (`[hooks]`, `HEARTH_HOOKS__<KEY>`): limits of outgoing calls and of `after` delivery.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HookSettings {
+    /// Hosts hook URLs may name (exact, case-insensitive); empty allows any host.
+    /// As an environment variable: a comma-separated list.
+    pub allowed_hosts: Vec<String>,
+    /// Concurrent calls to one hook at most; further calls wait within their timeout.
+    pub max_concurrency_per_hook: usize,
+    /// Time to establish a connection, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Largest `timeoutMs` a hook may set.
+    pub max_timeout_ms: u64,
+    /// Largest answer read from a function; a longer one is a failed call.
+    pub max_response_bytes: usize,
+    /// Consecutive failures that open a hook's circuit breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker fails calls fast before it lets one trial call through.
+    pub breaker_cooldown_ms: u64,
+    /// First retry delay of an `after` delivery; it doubles per attempt (plus jitter).
+    pub retry_base_ms: u64,
+    /// Longest retry delay.
+    pub retry_max_ms: u64,
+    /// A delivery failing for this long is marked failed (kept for redelivery).
+    pub retry_window_secs: u64,
+    /// Outbox entries one delivery round looks at.
+    pub delivery_batch: usize,
+    /// Delivered entries stay in the delivery log this long.
+    pub delivery_log_retention_secs: u64,
+}
+
+impl Default for HookSettings {
+    fn default() -> Self {
+        HookSettings {
+            allowed_hosts: Vec::new(),
+            max_concurrency_per_hook: 16,
+            connect_timeout_ms: 2_000,
+            max_timeout_ms: 30_000,
+            max_response_bytes: 2 << 20,
+            breaker_failures: 5,
+            breaker_cooldown_ms: 30_000,
+            retry_base_ms: 1_000,
+            retry_max_ms: 3_600_000,
+            retry_window_secs: 24 * 3600,
+            delivery_batch: 256,
+            delivery_log_retention_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
 /// Values given on the command line (or their `HEARTH_*` variables, which clap reads).
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -257,7 +309,7 @@ pub enum SmtpSecurity {
 }
 
 /// Sections whose keys may be set as `HEARTH_<SECTION>__<KEY>`.
-const SECTIONS: [&str; 4] = ["limits", "store", "auth", "realtime"];
+const SECTIONS: [&str; 5] = ["limits", "store", "auth", "realtime", "hooks"];
 /// Top-level keys clap does not already read from the environment.
 const TOP_LEVEL_ENV: [&str; 3] = ["log", "workers", "cors_origins"];
 
@@ -289,15 +341,16 @@ impl Settings {
                     .entry(section.to_string())
                     .or_insert_with(|| toml::Value::Table(toml::Table::new()));
                 if let toml::Value::Table(inner) = entry {
-                    inner.insert(field.to_string(), env_value(&value));
+                    let parsed = if (section, field) == ("hooks", "allowed_hosts") {
+                        comma_list(&value)
+                    } else {
+                        env_value(&value)
+                    };
+                    inner.insert(field.to_string(), parsed);
                 }
             } else if key == "cors_origins" {
                 // A comma-separated list: HEARTH_CORS_ORIGINS=https://a.example,https://b.example
-                let origins = value
-                    .split(',')
-                    .map(|o| toml::Value::String(o.trim().to_string()))
-                    .collect();
-                table.insert(key, toml::Value::Array(origins));
+                table.insert(key, comma_list(&value));
             } else if TOP_LEVEL_ENV.contains(&key.as_str()) {
                 table.insert(key, env_value(&value));
             }
@@ -370,6 +423,22 @@ impl Settings {
                 "auth: token lifetimes must be positive".into(),
             ));
         }
+        let hooks = &self.hooks;
+        if hooks.max_concurrency_per_hook == 0
+            || hooks.delivery_batch == 0
+            || hooks.breaker_failures == 0
+            || hooks.retry_base_ms == 0
+        {
+            return Err(ConfigError::Invalid(
+                "hooks: max_concurrency_per_hook, delivery_batch, breaker_failures and retry_base_ms must be positive".into(),
+            ));
+        }
+        if hooks.max_timeout_ms < crate::hooks::definition::MIN_TIMEOUT_MS {
+            return Err(ConfigError::Invalid(format!(
+                "hooks.max_timeout_ms must be at least {} ms",
+                crate::hooks::definition::MIN_TIMEOUT_MS
+            )));
+        }
         Ok(())
     }
 }
@@ -384,6 +453,17 @@ fn read_toml(path: &Path) -> Result<toml::Table, ConfigError> {
             path: path.into(),
             message: err.to_string(),
         })
+}
+
+/// `a, b,c` → `["a", "b", "c"]` (empty items dropped).
+fn comma_list(text: &str) -> toml::Value {
+    toml::Value::Array(
+        text.split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| toml::Value::String(item.to_string()))
+            .collect(),
+    )
 }
 
 fn env_value(text: &str) -> toml::Value {

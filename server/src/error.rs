@@ -9,6 +9,7 @@ use serde_json::{json, Value as Json};
 
 use crate::auth::AuthError;
 use crate::docs::DocsError;
+use crate::hooks::HooksError;
 use crate::roles::RolesError;
 use crate::store::StoreError;
 
@@ -190,6 +191,7 @@ impl From<DocsError> for ApiError {
                 error
             }
             DocsError::Aborted(m) => ApiError::new(ErrorCode::Aborted, m),
+            DocsError::Hook(err) => err.into(),
             DocsError::Store(err) => err.into(),
             DocsError::Corrupt(err) => ApiError::internal(&err),
             DocsError::Task(err) => ApiError::internal(&err),
@@ -221,8 +223,36 @@ impl From<AuthError> for ApiError {
                     "the mail could not be sent; try again later",
                 )
             }
+            AuthError::Hook(err) => err.into(),
             AuthError::Store(err) => err.into(),
             AuthError::Internal(_) => ApiError::internal(&message),
+        }
+    }
+}
+
+impl From<HooksError> for ApiError {
+    fn from(err: HooksError) -> Self {
+        let message = err.to_string();
+        match err {
+            HooksError::Rejected { hook, message } => ApiError {
+                details: Some(json!({"hook": hook})),
+                ..ApiError::new(ErrorCode::HookRejected, message)
+            },
+            HooksError::Unavailable { hook, .. } => {
+                tracing::warn!(%hook, error = %message, "before hook unavailable");
+                ApiError {
+                    details: Some(json!({"hook": hook})),
+                    ..ApiError::new(ErrorCode::Unavailable, message)
+                }
+            }
+            HooksError::Invalid(problems) => ApiError {
+                details: Some(json!({"errors": problems})),
+                ..ApiError::invalid(message)
+            },
+            HooksError::NotFound(m) => ApiError::new(ErrorCode::NotFound, m),
+            HooksError::InvalidArgument(m) => ApiError::invalid(m),
+            HooksError::Store(err) => err.into(),
+            HooksError::Corrupt(_) => ApiError::internal(&message),
         }
     }
 }

@@ -9,6 +9,8 @@
 //! - `auth`: user records with password hashes, the email index and revocations:
 //!   `{"type":"auth","key":"u/<uid>","value":{...}}`. Sessions and one-time tokens are left out:
 //!   after an import users sign in again.
+//! - `hook`: hook definitions (secrets included): `{"type":"hook","key":"d/<name>","value":{...}}`.
+//!   Pending `after` deliveries and the delivery log are left out.
 //! - `document`: `{"type":"document","path","createTime","updateTime","data"}`
 //! - `end`: counts, so a truncated export is detected.
 //!
@@ -23,6 +25,7 @@ use serde_json::{json, Value as Json};
 
 use crate::docs::index::{entries_for, CatalogSnapshot};
 use crate::docs::read_catalog;
+use crate::hooks::outbox::DEFINITION_PREFIX;
 use crate::model::document::StoredHeader;
 use crate::model::keys::{document_key, document_path_from_key};
 use crate::model::{DocPath, Document, Timestamp, Value};
@@ -42,6 +45,7 @@ const STORE_META_PREFIX: &[u8] = b"__store.";
 /// The files of an export folder, by line type.
 pub const META_FILE: &str = "meta.jsonl";
 pub const USERS_FILE: &str = "users.jsonl";
+pub const HOOKS_FILE: &str = "hooks.jsonl";
 pub const DOCUMENTS_FILE: &str = "documents.jsonl";
 /// Written last: the header and end lines. Its presence marks a complete export.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -72,6 +76,7 @@ fn io(err: impl std::fmt::Display) -> ExportError {
 pub struct Counts {
     pub meta: u64,
     pub auth: u64,
+    pub hooks: u64,
     pub documents: u64,
 }
 
@@ -81,6 +86,7 @@ pub enum LineKind {
     Header,
     Meta,
     Auth,
+    Hook,
     Document,
     End,
 }
@@ -149,6 +155,27 @@ pub fn write_snapshot(
 
     for_each(
         view,
+        Space::Hooks,
+        &KeyRange::prefix(DEFINITION_PREFIX),
+        &mut |key, value| {
+            let value: Json = serde_json::from_slice(value).map_err(|err| {
+                ExportError::Invalid(format!(
+                    "hook record {} is not JSON: {err}",
+                    String::from_utf8_lossy(key)
+                ))
+            })?;
+            counts.hooks += 1;
+            sink(
+                LineKind::Hook,
+                &line(
+                    &json!({"type": "hook", "key": String::from_utf8_lossy(key), "value": value}),
+                ),
+            )
+        },
+    )?;
+
+    for_each(
+        view,
         Space::Documents,
         &KeyRange::prefix(b""),
         &mut |key, value| {
@@ -182,7 +209,7 @@ pub fn write_snapshot(
         },
     )?;
 
-    let end = json!({"type": "end", "meta": counts.meta, "auth": counts.auth, "documents": counts.documents});
+    let end = json!({"type": "end", "meta": counts.meta, "auth": counts.auth, "hooks": counts.hooks, "documents": counts.documents});
     sink(LineKind::End, &line(&end))?;
     Ok(counts)
 }
@@ -230,6 +257,7 @@ pub struct ExportFiles {
     dir: std::path::PathBuf,
     meta: BufWriter<std::fs::File>,
     users: BufWriter<std::fs::File>,
+    hooks: BufWriter<std::fs::File>,
     documents: BufWriter<std::fs::File>,
     manifest: Vec<u8>,
     ended: bool,
@@ -254,6 +282,7 @@ impl ExportFiles {
             dir: dir.to_path_buf(),
             meta: open(META_FILE)?,
             users: open(USERS_FILE)?,
+            hooks: open(HOOKS_FILE)?,
             documents: open(DOCUMENTS_FILE)?,
             manifest: Vec::new(),
             ended: false,
@@ -269,6 +298,7 @@ impl ExportFiles {
             }
             LineKind::Meta => self.meta.write_all(bytes).map_err(io)?,
             LineKind::Auth => self.users.write_all(bytes).map_err(io)?,
+            LineKind::Hook => self.hooks.write_all(bytes).map_err(io)?,
             LineKind::Document => self.documents.write_all(bytes).map_err(io)?,
         }
         Ok(())
@@ -281,7 +311,12 @@ impl ExportFiles {
                 "the export stream ended early (no end line)".into(),
             ));
         }
-        for file in [&mut self.meta, &mut self.users, &mut self.documents] {
+        for file in [
+            &mut self.meta,
+            &mut self.users,
+            &mut self.hooks,
+            &mut self.documents,
+        ] {
             file.flush().map_err(io)?;
             file.get_ref().sync_all().map_err(io)?;
         }
@@ -312,6 +347,7 @@ fn line_kind(bytes: &[u8]) -> Result<LineKind, ExportError> {
     Ok(match record["type"].as_str() {
         Some("document") => LineKind::Document,
         Some("auth") => LineKind::Auth,
+        Some("hook") => LineKind::Hook,
         Some("meta") => LineKind::Meta,
         Some("header") => LineKind::Header,
         Some("end") => LineKind::End,
@@ -376,6 +412,19 @@ pub fn import_from_dir(store: &dyn Store, dir: &Path) -> Result<Counts, ExportEr
         counts.auth += 1;
         Ok(())
     })?;
+    for_each_line(&dir.join(HOOKS_FILE), &mut |number, record| {
+        let key = text_field(&record, "key", HOOKS_FILE, number)?;
+        if !key.as_bytes().starts_with(DEFINITION_PREFIX) {
+            return Err(bad_line(HOOKS_FILE, number, &"unknown hook key"));
+        }
+        batch.put(
+            Space::Hooks,
+            key.into_bytes(),
+            serde_json::to_vec(&record["value"]).map_err(io)?,
+        );
+        counts.hooks += 1;
+        Ok(())
+    })?;
     // Project data and users first, in one commit, so documents are indexed with the imported
     // index catalog.
     let mut in_flight = InFlight::default();
@@ -406,10 +455,11 @@ pub fn import_from_dir(store: &dyn Store, dir: &Path) -> Result<Counts, ExportEr
     if end["documents"] != counts.documents
         || end["auth"] != counts.auth
         || end["meta"] != counts.meta
+        || end["hooks"] != counts.hooks
     {
         return Err(ExportError::Invalid(format!(
-            "the export is incomplete: the manifest counts {} documents, {} auth and {} meta records, the files hold {}, {} and {}",
-            end["documents"], end["auth"], end["meta"], counts.documents, counts.auth, counts.meta
+            "the export is incomplete: the manifest counts {} documents, {} auth, {} hook and {} meta records; the files hold {}, {}, {} and {}",
+            end["documents"], end["auth"], end["hooks"], end["meta"], counts.documents, counts.auth, counts.hooks, counts.meta
         )));
     }
     Ok(counts)
@@ -464,11 +514,12 @@ fn ensure_empty(store: &dyn Store) -> Result<(), ExportError> {
     let all = KeyRange::prefix(b"");
     let documents = !view.scan(Space::Documents, &all, 1, false)?.is_empty();
     let auth = !view.scan(Space::Auth, &all, 1, false)?.is_empty();
+    let hooks = !view.scan(Space::Hooks, &all, 1, false)?.is_empty();
     let meta = view
         .scan(Space::Meta, &all, 100, false)?
         .iter()
         .any(|(key, _)| !key.starts_with(STORE_META_PREFIX));
-    if documents || auth || meta {
+    if documents || auth || hooks || meta {
         return Err(ExportError::NotEmpty(
             "the data dir is not empty: import only fills a new, empty data dir".into(),
         ));

@@ -8,6 +8,7 @@ pub mod config;
 pub mod docs;
 pub mod error;
 pub mod export;
+pub mod hooks;
 pub mod metrics;
 pub mod migrate;
 pub mod model;

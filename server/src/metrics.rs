@@ -43,6 +43,16 @@ impl Histogram {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A histogram of latencies in seconds.
+    pub fn latency() -> Histogram {
+        Histogram::new(&LATENCY_BUCKETS)
+    }
+
+    /// Appends the histogram's lines (without `# HELP`/`# TYPE`) to `out`.
+    pub fn render_into(&self, out: &mut String, name: &str, labels: &str) {
+        self.render(out, name, labels);
+    }
+
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let mut cumulative = 0;
         let sep = if labels.is_empty() { "" } else { "," };

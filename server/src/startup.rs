@@ -13,6 +13,7 @@ use crate::api::{self, AppState, HttpLimits, ServiceKey};
 use crate::auth::{Auth, AuthError};
 use crate::config::Settings;
 use crate::docs::{Docs, DocsError, DocsLimits};
+use crate::hooks::Hooks;
 use crate::metrics::Metrics;
 use crate::store::redb_store::GroupCommitLimits;
 use crate::store::{RedbStore, SharedStore, StoreError};
@@ -36,6 +37,8 @@ pub enum StartupError {
     Auth(#[from] AuthError),
     #[error("{0}")]
     Migrations(#[from] crate::migrate::MigrationError),
+    #[error("hooks: {0}")]
+    Hooks(String),
 }
 
 pub struct Server {
@@ -66,7 +69,13 @@ impl Server {
             default_page_size: settings.limits.default_page_size,
             max_page_size: settings.limits.max_page_size,
         };
-        let docs = Docs::open(store.clone(), docs_limits, metrics.clone()).await?;
+        let hooks_store = store.clone();
+        let hook_settings = settings.hooks.clone();
+        let hooks = tokio::task::spawn_blocking(move || Hooks::open(hooks_store, hook_settings))
+            .await
+            .map_err(|e| StartupError::Hooks(e.to_string()))?
+            .map_err(|e| StartupError::Hooks(e.to_string()))?;
+        let docs = Docs::open(store.clone(), docs_limits, metrics.clone(), hooks.clone()).await?;
         let service_key = load_service_key(&settings.data_dir)?;
         if let Some(file) = &settings.rules {
             crate::rules_file::load(&docs, file)
@@ -97,11 +106,12 @@ impl Server {
             )
         });
         let auth_store = store.clone();
+        let auth_hooks = hooks.clone();
         let auth_settings = settings.auth.clone();
         let data_dir = settings.data_dir.clone();
         // Opening hashes the dummy password once: keep it off the executor.
         let auth = tokio::task::spawn_blocking(move || {
-            Auth::open(auth_store, &auth_settings, &data_dir, issuer)
+            Auth::open(auth_store, &auth_settings, &data_dir, issuer, auth_hooks)
         })
         .await
         .map_err(|e| StartupError::Auth(AuthError::internal(e)))??;
@@ -110,15 +120,19 @@ impl Server {
             .await
             .map_err(|err| StartupError::Rules(err.to_string()))?;
         // The server's own migrations, then the app's; a refused or failed run stops the start.
+        let (hook_validator, hook_put) = crate::migrate::hooks_bridge(&hooks);
         let migration_services = crate::migrate::Services {
             store: store.clone(),
             docs: docs.clone(),
             roles: roles.clone(),
-            hooks: None,
+            hooks: Some(hook_put),
         };
-        for name in
-            crate::migrate::migrate_all(&migration_services, settings.migrations.as_deref(), None)
-                .await?
+        for name in crate::migrate::migrate_all(
+            &migration_services,
+            settings.migrations.as_deref(),
+            Some(hook_validator),
+        )
+        .await?
         {
             tracing::info!(migration = %name, "applied");
         }
@@ -129,8 +143,10 @@ impl Server {
             metrics.clone(),
             settings.realtime.clone(),
         );
+        hooks.start_delivery();
         let state = web::Data::new(AppState {
             realtime,
+            hooks,
             docs,
             auth: Arc::new(auth),
             roles,
@@ -190,6 +206,8 @@ impl Server {
             // WebSocket sessions are long-lived: close them (1001) so the drain can finish.
             state.realtime.shutdown();
             handle.stop(true).await;
+            // Pending deliveries stay in the outbox and resume at the next start.
+            state.hooks.stop_delivery();
         });
         let result = self.server.await;
         let store = self.store.clone();

@@ -10,6 +10,7 @@ use crate::cli::{DataDirArgs, ExportArgs, ImportArgs, MigrateCommand};
 use crate::config::Settings;
 use crate::docs::{Docs, DocsLimits};
 use crate::export::{export_to_dir, import_from_dir, ExportFiles};
+use crate::hooks::Hooks;
 use crate::metrics::Metrics;
 use crate::migrate::{self, MigrationError, Services};
 use crate::roles::Roles;
@@ -68,17 +69,21 @@ pub fn migrate(command: MigrateCommand) -> ExitCode {
             }
             Err(err) => fail(err),
         },
-        MigrateCommand::Status(args) => with_services(&args, |services, settings| async move {
-            let plans =
-                migrate::plan_all(&services.store, settings.migrations.as_deref(), None).await?;
-            for plan in &plans {
-                print_status(&plan.status());
-            }
-            Ok(())
-        }),
-        MigrateCommand::Up(args) => with_services(&args, |services, settings| async move {
+        MigrateCommand::Status(args) => {
+            with_services(&args, |services, settings, hooks| async move {
+                let plans =
+                    migrate::plan_all(&services.store, settings.migrations.as_deref(), Some(hooks))
+                        .await?;
+                for plan in &plans {
+                    print_status(&plan.status());
+                }
+                Ok(())
+            })
+        }
+        MigrateCommand::Up(args) => with_services(&args, |services, settings, hooks| async move {
             let applied =
-                migrate::migrate_all(&services, settings.migrations.as_deref(), None).await?;
+                migrate::migrate_all(&services, settings.migrations.as_deref(), Some(hooks))
+                    .await?;
             if applied.is_empty() {
                 println!("nothing to apply: every migration is applied");
             }
@@ -113,10 +118,10 @@ fn print_status(status: &serde_json::Value) {
     }
 }
 
-/// Opens the data dir with the documents and roles services, runs `work`, closes cleanly.
+/// Opens the data dir with the documents, roles and hooks services, runs `work`, closes cleanly.
 fn with_services<F, Fut>(args: &DataDirArgs, work: F) -> ExitCode
 where
-    F: FnOnce(Services, Settings) -> Fut,
+    F: FnOnce(Services, Settings, Arc<migrate::HookValidator>) -> Fut,
     Fut: std::future::Future<Output = Result<(), MigrationError>>,
 {
     init_logging();
@@ -133,6 +138,9 @@ where
         Err(err) => return fail(err),
     };
     let result = runtime.block_on(async {
+        let hooks = Hooks::open(store.clone(), settings.hooks.clone())
+            .map_err(|err| MigrationError::Io(format!("cannot open the hooks: {err}")))?;
+        let (hook_validator, hook_put) = migrate::hooks_bridge(&hooks);
         let docs = Docs::open(
             store.clone(),
             DocsLimits {
@@ -140,6 +148,7 @@ where
                 max_page_size: settings.limits.max_page_size,
             },
             Arc::new(Metrics::default()),
+            hooks,
         )
         .await?;
         let roles = Roles::open(store.clone()).await?;
@@ -147,9 +156,9 @@ where
             store: store.clone(),
             docs,
             roles,
-            hooks: None,
+            hooks: Some(hook_put),
         };
-        work(services, settings.clone()).await
+        work(services, settings.clone(), hook_validator).await
     });
     // Index builds a migration started continue when the server next opens the data dir.
     drop(runtime);
@@ -192,9 +201,10 @@ pub fn export(args: ExportArgs) -> ExitCode {
     match result {
         Ok(counts) => {
             println!(
-                "exported {} documents, {} auth records, {} project records into {} in {:.1} s",
+                "exported {} documents, {} auth records, {} hooks, {} project records into {} in {:.1} s",
                 counts.documents,
                 counts.auth,
+                counts.hooks,
                 counts.meta,
                 args.dir.display(),
                 started.elapsed().as_secs_f64()
@@ -262,9 +272,10 @@ pub fn import(args: ImportArgs) -> ExitCode {
     match result {
         Ok(counts) => {
             println!(
-                "imported {} documents, {} auth records, {} project records into {} in {:.1} s",
+                "imported {} documents, {} auth records, {} hooks, {} project records into {} in {:.1} s",
                 counts.documents,
                 counts.auth,
+                counts.hooks,
                 counts.meta,
                 settings.data_dir.display(),
                 started.elapsed().as_secs_f64()

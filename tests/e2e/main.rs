@@ -13,6 +13,7 @@ mod batch;
 mod documents;
 mod durability;
 mod export;
+mod hooks;
 mod indexes;
 mod migrations;
 mod ops;

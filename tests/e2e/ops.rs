@@ -75,6 +75,13 @@ async fn openapi_describes_every_route() {
         "/v1/admin/users/{uid}",
         "/v1/admin/users/{uid}/claims",
         "/v1/admin/users/{uid}/revoke",
+        "/v1/admin/rules",
+        "/v1/admin/roles/grants",
+        "/v1/admin/roles/inherits",
+        "/v1/admin/hooks",
+        "/v1/admin/hooks/{name}",
+        "/v1/admin/hooks/{name}/deliveries",
+        "/v1/admin/hooks/{name}/deliveries/{id}/redeliver",
     ] {
         assert!(paths.contains_key(route), "missing {route}");
     }

@@ -4,6 +4,7 @@
 // A test harness fails loudly: a broken setup must stop the test, not be handled.
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
+pub mod function;
 pub mod realtime;
 pub mod realtime_load;
 
@@ -299,6 +300,15 @@ impl TestServer {
         self.http
             .request(method, format!("{}{path}", self.url))
             .bearer_auth(token)
+    }
+
+    /// `PUT /v1/admin/hooks/{name}` with the service key.
+    pub async fn put_hook(&self, name: &str, definition: Json) -> Response {
+        self.send(
+            self.admin(Method::PUT, &format!("/v1/admin/hooks/{name}"))
+                .json(&definition),
+        )
+        .await
     }
 
     /// `POST /v1/auth/signup`.

@@ -20,8 +20,13 @@ pub async fn migrations_status(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     Caller::require_service(&request, &state).await?;
-    let plans =
-        crate::migrate::plan_all(&state.store, state.migrations_dir.as_deref(), None).await?;
+    let (validator, _) = crate::migrate::hooks_bridge(&state.hooks);
+    let plans = crate::migrate::plan_all(
+        &state.store,
+        state.migrations_dir.as_deref(),
+        Some(validator),
+    )
+    .await?;
     let tracks: Vec<serde_json::Value> = plans.iter().map(|plan| plan.status()).collect();
     Ok(HttpResponse::Ok().json(json!({ "tracks": tracks })))
 }

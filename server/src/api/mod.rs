@@ -8,6 +8,7 @@ mod auth;
 mod body;
 mod caller;
 mod docs;
+mod hooks;
 mod ops;
 mod query;
 mod realtime;
@@ -42,6 +43,7 @@ pub struct AppState {
     pub docs: Arc<Docs>,
     pub auth: Arc<Auth>,
     pub roles: Arc<Roles>,
+    pub hooks: Arc<crate::hooks::Hooks>,
     pub store: SharedStore,
     pub metrics: Arc<Metrics>,
     pub service_key: ServiceKey,
@@ -130,6 +132,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/v1/admin/roles/inherits",
             web::post().to(admin::inherit_role),
+        )
+        .route("/v1/admin/hooks", web::get().to(hooks::list_hooks))
+        .service(
+            web::resource("/v1/admin/hooks/{name}")
+                .route(web::get().to(hooks::get_hook))
+                .route(web::put().to(hooks::put_hook))
+                .route(web::delete().to(hooks::delete_hook)),
+        )
+        .route(
+            "/v1/admin/hooks/{name}/deliveries",
+            web::get().to(hooks::list_deliveries),
+        )
+        .route(
+            "/v1/admin/hooks/{name}/deliveries/{id}/redeliver",
+            web::post().to(hooks::redeliver),
         )
         .route("/v1/admin/rules", web::get().to(admin::get_rules))
         .route("/v1/admin/rules", web::put().to(admin::put_rules))

@@ -26,7 +26,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render(state.store.size_bytes()))
+        .body(
+            state.metrics.render(state.store.size_bytes()) + state.hooks.render_metrics().as_str(),
+        )
 }
 
 pub async fn openapi() -> HttpResponse {

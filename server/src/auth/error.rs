@@ -35,6 +35,9 @@ pub enum AuthError {
     /// The mail could not be handed to the SMTP server.
     #[error("cannot send mail: {0}")]
     Mail(String),
+    /// A `before` hook rejected the sign-up or sign-in, or could not answer.
+    #[error(transparent)]
+    Hook(crate::hooks::HooksError),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Stored data that does not decode, key material that does not load, a failed task.

@@ -26,6 +26,7 @@ pub use password::Password;
 pub use tokens::Identity;
 
 use crate::config::AuthSettings;
+use crate::hooks::{AfterEvent, BeforeCall, EventKind, Hooks, OutboxAdditions};
 use crate::store::{SharedStore, Space, WriteSet};
 use mail::{Mail, Mailer, SmtpSettings};
 use password::{HashCost, PasswordHasher};
@@ -206,6 +207,8 @@ pub struct Auth {
     /// EdDSA verification costs more than the rest of a small read; the revocation check still
     /// runs on every request, so disabling or revoking takes effect at once.
     verified: std::sync::Mutex<HashMap<String, Identity>>,
+    /// `auth.signup` / `auth.login` hooks.
+    hooks: Arc<Hooks>,
 }
 
 /// Verified access tokens remembered at most; the cache is cleared when full.
@@ -219,6 +222,7 @@ impl Auth {
         settings: &AuthSettings,
         data_dir: &Path,
         issuer: String,
+        hooks: Arc<Hooks>,
     ) -> Result<Auth, AuthError> {
         let keys = tokens::load_or_create_keys(data_dir, now_secs())?;
         let token_settings = TokenSettings {
@@ -284,7 +288,50 @@ impl Auth {
             reset_ttl_ms: ms(settings.password_reset_ttl_secs),
             action_url: settings.action_url.clone(),
             verified: std::sync::Mutex::new(HashMap::new()),
+            hooks,
         })
+    }
+
+    /// Runs the `before` hooks of an auth event (they may allow or reject, not change the
+    /// user) and adds the `after` hooks' outbox entries to `write`.
+    async fn auth_hooks(
+        &self,
+        kind: EventKind,
+        user: &UserRecord,
+        write: &mut WriteSet,
+    ) -> Result<OutboxAdditions, AuthError> {
+        let subject = format!("users/{}", user.uid);
+        let auth = match kind {
+            EventKind::AuthLogin => json!({"uid": user.uid, "token": null}),
+            _ => Json::Null,
+        };
+        if self.hooks.has_before(kind) {
+            let call = BeforeCall {
+                kind,
+                subject: subject.clone(),
+                before: Json::Null,
+                after: public_user(user),
+                auth: auth.clone(),
+            };
+            self.hooks
+                .run_before(call, &|_| Err("auth events take no data".into()))
+                .await
+                .map_err(AuthError::Hook)?;
+        }
+        let mut additions = OutboxAdditions::default();
+        if self.hooks.has_after(kind) {
+            let now = format_ms(now_ms());
+            let data = json!({"before": null, "after": public_user(user), "auth": auth});
+            let event = AfterEvent {
+                index: 0,
+                kind,
+                subject: &subject,
+                time: &now,
+                data: &data,
+            };
+            self.hooks.add_after_entries(write, &mut additions, event);
+        }
+        Ok(additions)
     }
 
     /// Verifies an access token, or recalls an earlier verification while the token is unexpired.
@@ -419,9 +466,13 @@ impl Auth {
         let now = now_ms();
         let session =
             sessions::start_session(&mut write, &self.sessions, &user.uid, now / 1_000, now)?;
+        let additions = self
+            .auth_hooks(EventKind::AuthSignup, &user, &mut write)
+            .await?;
         if !self.store.commit(write).await? {
             return Err(email_taken());
         }
+        self.hooks.committed(additions);
         self.signed_in(user, session, None)
     }
 
@@ -472,7 +523,11 @@ impl Auth {
         let now = now_ms();
         let session =
             sessions::start_session(&mut write, &self.sessions, &user.uid, now / 1_000, now)?;
+        let additions = self
+            .auth_hooks(EventKind::AuthLogin, &user, &mut write)
+            .await?;
         self.store.commit(write).await?;
+        self.hooks.committed(additions);
         let revocation = self.revocation(&user.uid).await?;
         self.signed_in(user, session, revocation.map(|r| r.value))
     }
@@ -1250,7 +1305,8 @@ mod tests {
             rate_limits: false,
             ..AuthSettings::default()
         };
-        let auth = Auth::open(store.clone(), &settings, dir, "http://test".into()).unwrap();
+        let hooks = Hooks::open(store.clone(), crate::config::HookSettings::default()).unwrap();
+        let auth = Auth::open(store.clone(), &settings, dir, "http://test".into(), hooks).unwrap();
         (auth, store)
     }
 

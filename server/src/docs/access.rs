@@ -35,6 +35,17 @@ impl Access {
         Access::Admin
     }
 
+    /// The `auth` of a hook event: `{uid, token}` of a signed-in client, else null (the
+    /// service key and anonymous clients).
+    pub fn event_auth(&self) -> Json {
+        match self {
+            Access::Client {
+                auth: Some(auth), ..
+            } => serde_json::json!({"uid": auth.uid, "token": auth.token.to_wire_json()}),
+            _ => Json::Null,
+        }
+    }
+
     fn client(&self) -> Option<(&Ruleset, &Option<Auth>, &Roles)> {
         match self {
             Access::Admin => None,

@@ -28,6 +28,9 @@ pub enum DocsError {
     /// Too many concurrent commits changed the same documents; the client may retry.
     #[error("{0}")]
     Aborted(String),
+    /// A `before` hook rejected the write or could not answer.
+    #[error(transparent)]
+    Hook(crate::hooks::HooksError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

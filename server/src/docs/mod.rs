@@ -27,6 +27,7 @@ use index::{
 use query::Query;
 use write::{apply_write, Write, WriteEffect};
 
+use crate::hooks::{AfterEvent, BeforeCall, EventKind, Hooks, OutboxAdditions};
 use crate::metrics::Metrics;
 use crate::model::document::StoredHeader;
 use crate::model::keys::document_key;
@@ -94,6 +95,8 @@ pub struct Docs {
     write_locks: Vec<tokio::sync::Mutex<()>>,
     limits: DocsLimits,
     metrics: Arc<Metrics>,
+    /// `before` hooks judge writes; `after` hooks get outbox entries in the same commit.
+    hooks: Arc<Hooks>,
 }
 
 impl Docs {
@@ -102,8 +105,10 @@ impl Docs {
         store: SharedStore,
         limits: DocsLimits,
         metrics: Arc<Metrics>,
+        hooks: Arc<Hooks>,
     ) -> Result<Arc<Docs>, DocsError> {
         let docs = Arc::new(Docs {
+            hooks,
             store,
             catalog: IndexCatalog::default(),
             rules: RulesCatalog::default(),
@@ -218,6 +223,15 @@ impl Docs {
         for stripe in stripes {
             guards.push(self.write_locks[stripe].lock().await);
         }
+        // Hooks are asked once, under the write locks, so no writer of this process changes
+        // the documents between the hook's verdict and the commit.
+        // A migration's writes (staged commits) are the project's own changes: `before` hooks
+        // do not judge them; `after` hooks still hear of them through the outbox.
+        let writes = if stage.is_none() && self.any_before_hooks() {
+            self.run_before_hooks(writes, &access).await?
+        } else {
+            writes
+        };
         let writes = Arc::new(writes);
         for attempt in 0..MAX_COMMIT_ATTEMPTS {
             let catalog = self.catalog.snapshot();
@@ -229,6 +243,9 @@ impl Docs {
                 .await?;
             match commit(self.store.as_ref(), prepared.write_set).await {
                 Ok(version) => {
+                    if !prepared.outbox.is_empty() {
+                        self.hooks.committed(prepared.outbox);
+                    }
                     let results = prepared
                         .results
                         .into_iter()
@@ -255,6 +272,80 @@ impl Docs {
         Err(DocsError::Aborted(
             "too much contention on these documents; retry the request".into(),
         ))
+    }
+
+    fn any_before_hooks(&self) -> bool {
+        [
+            EventKind::DocumentCreate,
+            EventKind::DocumentUpdate,
+            EventKind::DocumentDelete,
+        ]
+        .into_iter()
+        .any(|kind| self.hooks.has_before(kind))
+    }
+
+    /// Asks the `before` hooks about every write the rules allow (each write's hooks run in
+    /// order; different writes concurrently). A rejection or failure of any write fails the
+    /// whole commit. Writes whose data a hook replaced become a `set` (or `create`) of that
+    /// data, which the commit then judges by the rules again.
+    async fn run_before_hooks(
+        self: &Arc<Self>,
+        mut writes: Vec<Write>,
+        access: &Access,
+    ) -> Result<Vec<Write>, DocsError> {
+        let catalog = self.catalog.snapshot();
+        let input = Arc::new(writes.clone());
+        let probe_access = access.clone();
+        let prepared = self
+            .blocking(move |docs| docs.prepare(&input, &catalog, &probe_access, None))
+            .await?;
+        let auth = access.event_auth();
+        let mut calls = Vec::new();
+        for (i, (result, before)) in prepared.results.iter().zip(&prepared.befores).enumerate() {
+            let kind = match result.effect {
+                WriteEffect::Created => EventKind::DocumentCreate,
+                WriteEffect::Replaced | WriteEffect::Updated => EventKind::DocumentUpdate,
+                WriteEffect::Deleted => EventKind::DocumentDelete,
+                WriteEffect::Unchanged => continue,
+            };
+            if !self.hooks.wants_before(kind, result.path.as_str()) {
+                continue;
+            }
+            let after = result.document.as_ref().map_or(Json::Null, |d| {
+                let mut value = d.to_json();
+                // Not committed yet: there is no version to show.
+                value["version"] = Json::Null;
+                value
+            });
+            let call = BeforeCall {
+                kind,
+                subject: result.path.as_str().to_string(),
+                before: before.as_ref().map_or(Json::Null, Document::to_json),
+                after,
+                auth: auth.clone(),
+            };
+            let hooks = self.hooks.clone();
+            calls.push(async move {
+                let check = |data: &Json| {
+                    Write::data_from_json(data)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                };
+                (i, hooks.run_before(call, &check).await)
+            });
+        }
+        for (i, verdict) in futures_util::future::join_all(calls).await {
+            let Some(data) = verdict.map_err(DocsError::Hook)? else {
+                continue;
+            };
+            let data = Write::data_from_json(&data)?;
+            let write = &mut writes[i];
+            write.kind = match write.kind {
+                write::WriteKind::Create(_) => write::WriteKind::Create(data),
+                _ => write::WriteKind::Set(data),
+            };
+        }
+        Ok(writes)
     }
 
     /// Reads the current documents and builds the write set of `writes` with optimistic checks.
@@ -384,6 +475,7 @@ impl Docs {
             None => write_set.check(Space::Meta, CATALOG_KEY.to_vec(), Expect::Absent),
         }
         let mut changes = Vec::new();
+        let mut outbox = OutboxAdditions::default();
         for (path, original) in paths.iter().zip(&originals) {
             let key = document_key(path);
             write_set.check(
@@ -423,7 +515,7 @@ impl Docs {
                 }
                 None => write_set.delete(Space::Documents, key),
             }
-            changes.push(json!({
+            let change = json!({
                 "path": path.as_str(),
                 "before": original.as_ref().map(Document::to_json),
                 "after": after.as_ref().map(|d| {
@@ -432,7 +524,31 @@ impl Docs {
                     value["version"] = Json::Null;
                     value
                 }),
-            }));
+            });
+            let kind = match (original.is_some(), after.is_some()) {
+                (false, _) => EventKind::DocumentCreate,
+                (true, true) => EventKind::DocumentUpdate,
+                (true, false) => EventKind::DocumentDelete,
+            };
+            if self.hooks.has_after(kind) {
+                let data = json!({
+                    "before": change["before"],
+                    "after": change["after"],
+                    "auth": access.event_auth(),
+                });
+                self.hooks.add_after_entries(
+                    &mut write_set,
+                    &mut outbox,
+                    AfterEvent {
+                        index: changes.len() as u32,
+                        kind,
+                        subject: path.as_str(),
+                        time: &now.to_rfc3339(),
+                        data: &data,
+                    },
+                );
+            }
+            changes.push(change);
         }
         if !changes.is_empty() {
             let record = json!({"time": now.to_rfc3339(), "changes": changes});
@@ -442,7 +558,12 @@ impl Docs {
             write_set.checks.extend(staged.write_set.checks);
             write_set.ops.extend(staged.write_set.ops);
         }
-        Ok(Prepared { write_set, results })
+        Ok(Prepared {
+            write_set,
+            results,
+            befores,
+            outbox,
+        })
     }
 
     /// Runs a query on one consistent snapshot.
@@ -833,6 +954,9 @@ pub struct Staged {
 struct Prepared {
     write_set: WriteSet,
     results: Vec<WriteResult>,
+    /// The stored document before each write (same order as `results`).
+    befores: Vec<Option<Document>>,
+    outbox: OutboxAdditions,
 }
 
 pub(crate) fn read_documents(

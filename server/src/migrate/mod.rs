@@ -190,6 +190,40 @@ pub async fn plan_all(
     .map_err(|err| MigrationError::Io(format!("planning migrations failed: {err}")))?
 }
 
+/// The hooks module as migrations use it: checking definitions at plan time and upserting them
+/// when a `setHooks` step runs. A definition names itself (`"name"`).
+pub fn hooks_bridge(
+    hooks: &std::sync::Arc<crate::hooks::Hooks>,
+) -> (
+    std::sync::Arc<HookValidator>,
+    std::sync::Arc<apply::HookPut>,
+) {
+    let checker = hooks.clone();
+    let validate: std::sync::Arc<HookValidator> = std::sync::Arc::new(move |definition| {
+        let Some(name) = definition.get("name").and_then(serde_json::Value::as_str) else {
+            return Err(vec!["name: required, a string".to_string()]);
+        };
+        checker.validate(name, definition).map(|_| ())
+    });
+    let writer = hooks.clone();
+    let put: std::sync::Arc<apply::HookPut> = std::sync::Arc::new(move |definition| {
+        let hooks = writer.clone();
+        Box::pin(async move {
+            let name = definition
+                .get("name")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            hooks
+                .put(&name, &definition)
+                .await
+                .map(|_| ())
+                .map_err(|err| format!("hook '{name}': {err}"))
+        })
+    });
+    (validate, put)
+}
+
 /// Plans every track, then applies what is pending: the server's own migrations first.
 pub async fn migrate_all(
     services: &Services,

@@ -28,15 +28,18 @@ pub enum Space {
     Meta,
     /// Users, the email index, sessions and one-time tokens (`auth::users` key prefixes).
     Auth,
+    /// Hook definitions, the outbox of `after` hooks and their delivery log (`hooks::outbox`).
+    Hooks,
 }
 
 impl Space {
-    pub const ALL: [Space; 5] = [
+    pub const ALL: [Space; 6] = [
         Space::Documents,
         Space::Index,
         Space::ChangeLog,
         Space::Meta,
         Space::Auth,
+        Space::Hooks,
     ];
 }
 
@@ -132,6 +135,14 @@ pub enum WriteOp {
         space: Space,
         key: Vec<u8>,
     },
+    /// Puts `value` under `prefix ‖ commit version (8 bytes, big-endian) ‖ suffix`, so entries
+    /// written by different commits sort in commit order (the hook outbox).
+    PutAtVersion {
+        space: Space,
+        prefix: Vec<u8>,
+        suffix: Vec<u8>,
+        value: Vec<u8>,
+    },
 }
 
 /// Everything one logical commit writes, applied atomically or not at all.
@@ -166,6 +177,21 @@ impl WriteSet {
         self.ops.push(WriteOp::Delete { space, key });
     }
 
+    pub fn put_at_version(
+        &mut self,
+        space: Space,
+        prefix: Vec<u8>,
+        suffix: Vec<u8>,
+        value: Vec<u8>,
+    ) {
+        self.ops.push(WriteOp::PutAtVersion {
+            space,
+            prefix,
+            suffix,
+            value,
+        });
+    }
+
     pub fn check(&mut self, space: Space, key: Vec<u8>, expect: Expect) {
         self.checks.push(Check { space, key, expect });
     }
@@ -178,6 +204,12 @@ impl WriteSet {
             .map(|op| match op {
                 WriteOp::Put { key, value, .. } => key.len() + value.len(),
                 WriteOp::Delete { key, .. } => key.len(),
+                WriteOp::PutAtVersion {
+                    prefix,
+                    suffix,
+                    value,
+                    ..
+                } => prefix.len() + 8 + suffix.len() + value.len(),
             })
             .sum();
         ops + self.change.as_ref().map_or(0, Vec::len)

@@ -40,6 +40,7 @@ fn space_tag(space: Space) -> u8 {
         Space::ChangeLog => b'l',
         Space::Meta => b'm',
         Space::Auth => b'a',
+        Space::Hooks => b'h',
     }
 }
 
@@ -408,6 +409,19 @@ impl Writer {
                         WriteOp::Delete { space, key } => {
                             table
                                 .remove(physical(*space, key).as_slice())
+                                .map_err(engine)?;
+                        }
+                        WriteOp::PutAtVersion {
+                            space,
+                            prefix,
+                            suffix,
+                            value,
+                        } => {
+                            let mut key = prefix.clone();
+                            key.extend_from_slice(&version.to_be_bytes());
+                            key.extend_from_slice(suffix);
+                            table
+                                .insert(physical(*space, &key).as_slice(), value.as_slice())
                                 .map_err(engine)?;
                         }
                     }
