@@ -724,3 +724,122 @@ async fn a_transform_killed_mid_run_resumes_and_applies_each_document_exactly_on
     assert_eq!(others.body["aggregates"]["count"], json!(0));
     assert_eq!(get_data(&server, "marks/after").await, json!({"ok": true}));
 }
+
+#[tokio::test]
+async fn set_hooks_installs_hooks_that_fire_and_a_bad_definition_refuses_the_run() {
+    use hearth_tests::function::{FunctionServer, Reply};
+    let receiver = FunctionServer::start(|_| Reply::Json(200, json!({"allow": true})))
+        .await
+        .unwrap();
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("migrations");
+    write_json(
+        &dir,
+        "0001_hooks.json",
+        &json!({"steps": [
+            {"step": "setHooks", "hooks": [
+                {"name": "audit", "events": ["document.create"], "match": "posts/{id}", "mode": "after",
+                 "url": receiver.url("/audit"), "secret": secret},
+                {"name": "check", "events": ["document.create"], "match": "posts/{id}", "mode": "before",
+                 "url": receiver.url("/check"), "secret": secret, "timeoutMs": 2000}
+            ]}
+        ]}),
+    );
+    let mut server = TestServer::start_with(migrations_env(&dir)).await;
+    let hooks = server
+        .send(server.admin(Method::GET, "/v1/admin/hooks"))
+        .await;
+    let mut names: Vec<&str> = hooks.body["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, vec!["audit", "check"]);
+    let created = server.put_doc("posts/h1", json!({"n": 1})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let calls = receiver.wait_for_calls(2, Duration::from_secs(10)).await;
+    let mut paths: Vec<String> = calls
+        .iter()
+        .map(|c| c.json()["type"].as_str().unwrap().to_string())
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        vec![
+            "dev.hearth.document.beforeCreate",
+            "dev.hearth.document.created"
+        ]
+    );
+
+    // A later migration with a bad hook definition is refused whole: its seed does not apply.
+    write_json(
+        &dir,
+        "0002_bad_hook.json",
+        &json!({"steps": [
+            {"step": "seed", "documents": [{"path": "marks/m", "data": {}}]},
+            {"step": "setHooks", "hooks": [{"name": "broken", "events": ["document.explode"], "match": "posts/{id}",
+              "mode": "after", "url": "ftp://nowhere", "secret": secret}]}
+        ]}),
+    );
+    server.kill9().await;
+    let up = run_hearth(
+        &[
+            "migrate",
+            "up",
+            "--data-dir",
+            server.data_dir.to_str().unwrap(),
+            "--migrations",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert!(!up.status.success());
+    let stderr = String::from_utf8_lossy(&up.stderr).to_string();
+    assert!(
+        stderr.lines().any(|l| l
+            .trim_start()
+            .starts_with("0002_bad_hook.json: step 2 (setHooks): hook 1:")),
+        "{stderr}"
+    );
+    assert!(!exported_documents(&server.data_dir)
+        .await
+        .contains_key("marks/m"));
+
+    // Hook definitions travel with an export.
+    std::fs::remove_file(dir.join("0002_bad_hook.json")).unwrap();
+    let out = temp.path().join("export");
+    let export = run_hearth(
+        &[
+            "export",
+            out.to_str().unwrap(),
+            "--data-dir",
+            server.data_dir.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert!(export.status.success(), "{}", text(&export));
+    let imported = temp.path().join("imported");
+    let import = run_hearth(
+        &[
+            "import",
+            out.to_str().unwrap(),
+            "--data-dir",
+            imported.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert!(import.status.success(), "{}", text(&import));
+    let copy = TestServer::start_in(&imported, migrations_env(&dir)).await;
+    let copied = copy.send(copy.admin(Method::GET, "/v1/admin/hooks")).await;
+    server = TestServer::start_in(&server.data_dir.clone(), migrations_env(&dir)).await;
+    let original = server
+        .send(server.admin(Method::GET, "/v1/admin/hooks"))
+        .await;
+    assert_eq!(copied.body, original.body);
+}
