@@ -41,6 +41,9 @@ const IMPORT_BATCH: usize = 2_000;
 const AUTH_PREFIXES: [&[u8]; 3] = [b"u/", b"e/", b"r/"];
 /// Meta keys that belong to the store itself, not to the project.
 const STORE_META_PREFIX: &[u8] = b"__store.";
+/// Present while an import is under way: committed with the first batch, deleted with the
+/// last. A data dir holding it is refused by `serve` (the import did not finish).
+const IMPORT_MARKER: &[u8] = b"__import.incomplete";
 
 /// The files of an export folder, by line type.
 pub const META_FILE: &str = "meta.jsonl";
@@ -386,6 +389,11 @@ pub fn import_from_dir(store: &dyn Store, dir: &Path) -> Result<Counts, ExportEr
 
     let mut counts = Counts::default();
     let mut batch = WriteSet::default();
+    batch.put(
+        Space::Meta,
+        IMPORT_MARKER.to_vec(),
+        dir.display().to_string().into_bytes(),
+    );
     for_each_line(&dir.join(META_FILE), &mut |number, record| {
         let key = text_field(&record, "key", META_FILE, number)?;
         let body = match (&record["text"], &record["base64"]) {
@@ -462,7 +470,27 @@ pub fn import_from_dir(store: &dyn Store, dir: &Path) -> Result<Counts, ExportEr
             end["documents"], end["auth"], end["hooks"], end["meta"], counts.documents, counts.auth, counts.hooks, counts.meta
         )));
     }
+    let mut done = WriteSet::default();
+    done.delete(Space::Meta, IMPORT_MARKER.to_vec());
+    in_flight.submit(store, done)?;
+    in_flight.drain()?;
     Ok(counts)
+}
+
+/// Refuses a data dir whose import did not finish: its data is partial.
+pub fn check_no_unfinished_import(store: &dyn Store) -> Result<(), ExportError> {
+    let view = store.read()?;
+    if let Some(source) = view
+        .get_many(Space::Meta, &[IMPORT_MARKER.to_vec()])?
+        .pop()
+        .flatten()
+    {
+        return Err(ExportError::NotEmpty(format!(
+            "an import (from {}) into this data dir did not finish, so its data is partial: delete the data dir and import again",
+            String::from_utf8_lossy(&source)
+        )));
+    }
+    Ok(())
 }
 
 /// Import commits waiting to become durable. A couple in flight keeps the writer busy while
@@ -519,6 +547,7 @@ fn ensure_empty(store: &dyn Store) -> Result<(), ExportError> {
         .scan(Space::Meta, &all, 100, false)?
         .iter()
         .any(|(key, _)| !key.starts_with(STORE_META_PREFIX));
+    check_no_unfinished_import(store)?;
     if documents || auth || hooks || meta {
         return Err(ExportError::NotEmpty(
             "the data dir is not empty: import only fills a new, empty data dir".into(),

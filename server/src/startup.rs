@@ -65,6 +65,12 @@ impl Server {
                 }
             })?,
         );
+        crate::export::check_no_unfinished_import(store.as_ref()).map_err(|err| {
+            StartupError::Store {
+                dir: settings.data_dir.display().to_string(),
+                source: StoreError::Engine(err.to_string()),
+            }
+        })?;
         let docs_limits = DocsLimits {
             default_page_size: settings.limits.default_page_size,
             max_page_size: settings.limits.max_page_size,

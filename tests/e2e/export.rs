@@ -308,6 +308,34 @@ async fn offline_export_and_import_refuse_what_they_cannot_do_safely() {
     .await;
     assert!(!corrupt.status.success());
     assert!(String::from_utf8_lossy(&corrupt.stderr).starts_with("error: documents.jsonl:1:"));
+    // What the failed import left is marked partial: the server will not serve it, and a
+    // second import says why.
+    let partial = temp.path().join("c");
+    let serve = run_hearth(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            partial.to_str().unwrap(),
+        ],
+        &[("HEARTH_SERVICE_KEY", SERVICE_KEY)],
+    )
+    .await;
+    assert!(!serve.status.success());
+    assert!(String::from_utf8_lossy(&serve.stderr).contains("did not finish"));
+    let retry = run_hearth(
+        &[
+            "import",
+            corrupt_dir.to_str().unwrap(),
+            "--data-dir",
+            partial.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert!(!retry.status.success());
+    assert!(String::from_utf8_lossy(&retry.stderr).contains("did not finish"));
 
     // An incomplete export (no manifest) is refused.
     let fresh = temp.path().join("fresh");
