@@ -334,9 +334,10 @@ async fn data_steps_rewrite_every_matching_document_and_nothing_else() {
     );
 
     // The server then starts on the migrated data with the migration recorded.
-    server = TestServer::start_in(&server.data_dir.clone(), migrations_env(&dir)).await;
-    let status = server
-        .send(server.admin(Method::GET, "/v1/admin/migrations"))
+    // (A second handle: the first keeps the temporary data dir alive.)
+    let restarted = TestServer::start_in(&server.data_dir, migrations_env(&dir)).await;
+    let status = restarted
+        .send(restarted.admin(Method::GET, "/v1/admin/migrations"))
         .await;
     assert_eq!(
         status.body["tracks"][1]["migrations"][0]["state"],
@@ -837,9 +838,72 @@ async fn set_hooks_installs_hooks_that_fire_and_a_bad_definition_refuses_the_run
     assert!(import.status.success(), "{}", text(&import));
     let copy = TestServer::start_in(&imported, migrations_env(&dir)).await;
     let copied = copy.send(copy.admin(Method::GET, "/v1/admin/hooks")).await;
-    server = TestServer::start_in(&server.data_dir.clone(), migrations_env(&dir)).await;
-    let original = server
-        .send(server.admin(Method::GET, "/v1/admin/hooks"))
+    let restarted = TestServer::start_in(&server.data_dir, migrations_env(&dir)).await;
+    let original = restarted
+        .send(restarted.admin(Method::GET, "/v1/admin/hooks"))
         .await;
     assert_eq!(copied.body, original.body);
+}
+
+#[tokio::test]
+async fn a_data_step_that_would_break_a_schema_stops_names_the_documents_and_resumes_after_a_fix() {
+    let server = TestServer::start().await;
+    let writes: Vec<Json> = (0..30)
+        .map(|i| json!({"op": "set", "path": format!("posts/p{i:02}"), "data": {"n": i}}))
+        .collect();
+    server.batch(json!({ "writes": writes })).await;
+    server.put_doc("posts/p07", json!({"n": "seven"})).await;
+    let mut server = server;
+    server.kill9().await;
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("migrations");
+    write_json(
+        &dir,
+        "0001_typed.json",
+        &json!({"steps": [
+            {"step": "validateSchema", "collection": "posts", "schema": {"type": "object", "properties": {"n": {"type": "integer"}}}},
+            {"step": "transform", "collection": "posts", "set": {"checked": true}, "batchSize": 5}
+        ]}),
+    );
+    let data_dir = server.data_dir.clone();
+    let args = [
+        "migrate",
+        "up",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--migrations",
+        dir.to_str().unwrap(),
+    ];
+    let failed = run_hearth(&args, &[]).await;
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr).to_string();
+    assert!(
+        stderr.lines().any(|line| line
+            == "error: 0001_typed.json: step 2 (transform) failed: documents would break their schema:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("posts/p07 /n:"), "{stderr}");
+    // The batches before the offending one are in; the schema step is applied.
+    let documents = exported_documents(&server.data_dir).await;
+    assert_eq!(
+        documents["posts/p04"]["data"],
+        json!({"n": 4, "checked": true})
+    );
+    assert_eq!(documents["posts/p09"]["data"], json!({"n": 9}));
+
+    // Fix the data, run again: the migration resumes and finishes.
+    server.restart().await;
+    let fixed = server.put_doc("posts/p07", json!({"n": 7})).await;
+    assert_eq!(fixed.status, StatusCode::OK, "{}", fixed.text);
+    server.kill9().await;
+    let resumed = run_hearth(&args, &[]).await;
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    let documents = exported_documents(&data_dir).await;
+    for i in 0..30 {
+        assert_eq!(
+            documents[&format!("posts/p{i:02}")]["data"],
+            json!({"n": i, "checked": true}),
+            "posts/p{i:02}"
+        );
+    }
 }

@@ -133,7 +133,7 @@ pub enum MigrationError {
     Io(String),
     /// A step failed while applying; the steps before it stay applied and recorded, so the
     /// next run resumes here.
-    #[error("{file}: step {step} ({kind}) failed: {reason}")]
+    #[error("{file}: step {step} ({kind}) failed: {reason}\n(the steps before it are applied and recorded; fix the cause and run again to resume at this step, with the file unchanged)")]
     StepFailed {
         file: String,
         step: usize,
