@@ -43,6 +43,11 @@ impl CollectionPattern {
             if i % 2 == 1 && wildcard {
                 continue;
             }
+            if wildcard {
+                return Err(format!(
+                    "'{text}': only document segments may be wildcards, not the collection ID '{segment}'"
+                ));
+            }
             DocId::parse(segment).map_err(|err| format!("'{text}': {}", err.message))?;
         }
         Ok(CollectionPattern {
