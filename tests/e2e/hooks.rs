@@ -869,6 +869,17 @@ async fn deliveries_that_keep_failing_are_marked_failed_and_can_be_redelivered()
         assert!(Instant::now() < deadline, "redelivery was not recorded");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let again = server
+        .send(server.admin(
+            Method::POST,
+            &format!("/v1/admin/hooks/trigger/deliveries/{id}/redeliver"),
+        ))
+        .await;
+    assert_eq!(
+        again.status,
+        StatusCode::NOT_FOUND,
+        "a delivered event is done"
+    );
     let unknown = server
         .send(server.admin(
             Method::POST,

@@ -100,7 +100,7 @@ pub async fn list_deliveries(
     Ok(HttpResponse::Ok().json(json!({ "deliveries": deliveries })))
 }
 
-/// `POST /v1/admin/hooks/{name}/deliveries/{id}/redeliver`: 202, queued again.
+/// `POST /v1/admin/hooks/{name}/deliveries/{id}/redeliver`: a failed delivery, queued again (202).
 pub async fn redeliver(
     request: HttpRequest,
     path: web::Path<(String, String)>,

@@ -100,6 +100,8 @@ pub struct Hooks {
     catalog: RwLock<Arc<Catalog>>,
     runtimes: Mutex<HashMap<String, Arc<HookRuntime>>>,
     workers: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    /// Serialises definition changes: each reads the live catalog, stores, then swaps it.
+    changes: tokio::sync::Mutex<()>,
 }
 
 impl Hooks {
@@ -113,6 +115,7 @@ impl Hooks {
             catalog: RwLock::new(Arc::new(Catalog::default())),
             runtimes: Mutex::new(HashMap::new()),
             workers: Mutex::new(HashMap::new()),
+            changes: tokio::sync::Mutex::new(()),
         });
         let (definitions, depths) = hooks.load()?;
         for (name, depth) in &depths {
@@ -277,6 +280,7 @@ impl Hooks {
 
     /// Deletes a hook with its outbox and delivery log.
     pub async fn delete(self: &Arc<Self>, name: &str) -> Result<(), HooksError> {
+        let _change = self.changes.lock().await;
         if self.definition(name).is_none() {
             return Err(not_found(name));
         }
@@ -364,8 +368,7 @@ impl Hooks {
             .await
     }
 
-    /// Queues a finished (failed or delivered) delivery again, with fresh attempts and the same
-    /// event id.
+    /// Queues a failed delivery again, with fresh attempts and the same event id.
     pub async fn redeliver(self: &Arc<Self>, name: &str, id: &str) -> Result<Json, HooksError> {
         if self.definition(name).is_none() {
             return Err(not_found(name));
@@ -385,9 +388,13 @@ impl Hooks {
                     .flatten())
             })
             .await?;
-        let Some(mut entry) = stored.as_deref().and_then(Entry::decode) else {
+        let Some(mut entry) = stored
+            .as_deref()
+            .and_then(Entry::decode)
+            .filter(|e| e.status == Status::Failed)
+        else {
             return Err(HooksError::NotFound(format!(
-                "no finished delivery '{id}' of hook '{name}' (pending deliveries are retried already)"
+                "no failed delivery '{id}' of hook '{name}' (pending ones are retried already; delivered ones are done)"
             )));
         };
         let now = outbox::now_ms();
@@ -731,6 +738,9 @@ impl Hooks {
         for (key, position, mut entry, result) in outcomes {
             match result {
                 Ok(()) => {
+                    // The log keeps what the admin API shows; the event data is not needed
+                    // again (only failed deliveries can be redelivered), so it is not written.
+                    entry.data = Json::Null;
                     entry.attempts += 1;
                     entry.status = Status::Delivered;
                     entry.last_attempt_ms = Some(now);
