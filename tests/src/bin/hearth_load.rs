@@ -232,16 +232,13 @@ async fn trigger(client: &reqwest::Client, args: Arc<Args>) -> anyhow::Result<()
     let (histogram, errors, elapsed) =
         measure(client, &args, Duration::from_secs(args.seconds)).await?;
     let written = histogram.len() as usize;
-    let delivered_while_writing = receiver.calls().len();
+    let delivered_while_writing = receiver.call_count();
     let drain_started = Instant::now();
-    let calls = loop {
-        let calls = receiver.calls();
-        if calls.len() >= written || drain_started.elapsed() > Duration::from_secs(120) {
-            break calls;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    while receiver.call_count() < written && drain_started.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let drained_after = drain_started.elapsed();
+    let calls = receiver.calls();
     let mut lag = Histogram::<u64>::new(3).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut ids = std::collections::HashSet::new();
     for call in &calls {
