@@ -77,6 +77,10 @@ struct Args {
     /// Realtime: writes per second.
     #[arg(long, default_value_t = 100)]
     rate: u64,
+    /// Realtime: subscriber i watches `room == i % groups`; each write goes to one room, so it
+    /// reaches subscribers/groups of them.
+    #[arg(long, default_value_t = 1)]
+    groups: usize,
     /// Realtime: the server's pid, to read its RSS from /proc.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -122,6 +126,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             rate: args.rate,
             seconds: args.seconds,
             server_pid: args.server_pid,
+            groups: args.groups,
         })
         .await?;
         println!("{report}");
