@@ -137,6 +137,22 @@ impl Hooks {
             .map_err(|e| HooksError::Corrupt(format!("background task failed: {e}")))?
     }
 
+    /// Up to `limit` entries of `range` in `Space::Hooks`, off the executor.
+    async fn scan(
+        self: &Arc<Self>,
+        range: KeyRange,
+        limit: usize,
+    ) -> Result<Vec<crate::store::Entry>, HooksError> {
+        self.clone()
+            .blocking(move |hooks| {
+                Ok(hooks
+                    .store
+                    .read()?
+                    .scan(Space::Hooks, &range, limit, false)?)
+            })
+            .await
+    }
+
     /// Definitions and each hook's pending outbox size.
     #[allow(clippy::type_complexity)]
     fn load(&self) -> Result<(Vec<HookDefinition>, Vec<(String, i64)>), HooksError> {
@@ -299,16 +315,7 @@ impl Hooks {
         // Entries of a deleted hook are never delivered; remove them in bounded commits.
         for prefix in [outbox::pending_prefix(name), outbox::log_prefix(name)] {
             loop {
-                let range = KeyRange::prefix(&prefix);
-                let keys = self
-                    .clone()
-                    .blocking(move |hooks| {
-                        Ok(hooks
-                            .store
-                            .read()?
-                            .scan(Space::Hooks, &range, 1_000, false)?)
-                    })
-                    .await?;
+                let keys = self.scan(KeyRange::prefix(&prefix), 1_000).await?;
                 if keys.is_empty() {
                     break;
                 }
@@ -635,17 +642,8 @@ impl Hooks {
     ) -> Result<Round, HooksError> {
         let settings = self.client.settings().clone();
         let prefix = outbox::pending_prefix(&hook.name);
-        let range = KeyRange::prefix(&prefix);
         let batch = settings.delivery_batch;
-        let rows = self
-            .clone()
-            .blocking(move |hooks| {
-                Ok(hooks
-                    .store
-                    .read()?
-                    .scan(Space::Hooks, &range, batch, false)?)
-            })
-            .await?;
+        let rows = self.scan(KeyRange::prefix(&prefix), batch).await?;
         let full_batch = rows.len() >= batch;
         let now = outbox::now_ms();
         let oldest = rows
@@ -803,16 +801,7 @@ impl Hooks {
         let cutoff = outbox::now_ms()
             - (self.client.settings().delivery_log_retention_secs as i64).saturating_mul(1_000);
         let prefix = outbox::log_prefix(name);
-        let range = KeyRange::prefix(&prefix);
-        let rows = self
-            .clone()
-            .blocking(move |hooks| {
-                Ok(hooks
-                    .store
-                    .read()?
-                    .scan(Space::Hooks, &range, 1_000, false)?)
-            })
-            .await?;
+        let rows = self.scan(KeyRange::prefix(&prefix), 1_000).await?;
         let mut write = WriteSet::default();
         for (key, value) in rows {
             if let Some(entry) = Entry::decode(&value) {
