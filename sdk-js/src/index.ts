@@ -12,6 +12,29 @@
 
 export { createClient, HearthClient, type ClientOptions } from './client.js';
 export { type FetchLike } from './http.js';
+export {
+  Admin,
+  AdminHooks,
+  AdminRules,
+  AdminIndexes,
+  AdminRoles,
+  AdminUsers,
+  type HookEventName,
+  type HookDefinition,
+  type Hook,
+  type HookDelivery,
+  type DeliveryStatus,
+  type DeliveriesOptions,
+  type IndexField,
+  type CompositeIndex,
+  type RoleGrant,
+  type RoleInheritance,
+  type AdminUser,
+  type NewUserFields,
+  type AdminUserUpdate,
+  type UserPage,
+  type MintedToken,
+} from './admin.js';
 export { Auth, type AuthResult, type AuthStateListener, type User, type UserUpdate } from './auth.js';
 export { memoryStore, localStore, type SessionStore, type SessionOption } from './session.js';
 export { HearthError, type HearthErrorCode, type HearthErrorOptions } from './errors.js';
