@@ -21,9 +21,10 @@ export function verifyAndParse(secret, headers, body) {
   // verify() checks webhook-id/-timestamp/-signature against the exact bytes received and
   // returns the parsed JSON; it throws on a bad signature or a stale timestamp.
   const payload = new Webhook(secret).verify(body, headers);
-  // HTTP.toEvent reads structured mode from Content-Type: application/cloudevents+json and
-  // validates the event against the CloudEvents 1.0 schema.
+  // HTTP.toEvent reads structured mode from Content-Type: application/cloudevents+json; it parses
+  // leniently, so validate() then checks the event against the CloudEvents 1.0 schema.
   const event = HTTP.toEvent({ headers, body });
+  event.validate();
   return { event, payload };
 }
 
