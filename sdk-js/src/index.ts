@@ -12,29 +12,6 @@
 
 export { createClient, HearthClient, type ClientOptions } from './client.js';
 export { type FetchLike } from './http.js';
-export {
-  Admin,
-  AdminHooks,
-  AdminRules,
-  AdminIndexes,
-  AdminRoles,
-  AdminUsers,
-  type HookEventName,
-  type HookDefinition,
-  type Hook,
-  type HookDelivery,
-  type DeliveryStatus,
-  type DeliveriesOptions,
-  type IndexField,
-  type CompositeIndex,
-  type RoleGrant,
-  type RoleInheritance,
-  type AdminUser,
-  type NewUserFields,
-  type AdminUserUpdate,
-  type UserPage,
-  type MintedToken,
-} from './admin.js';
 export { Auth, type AuthResult, type AuthStateListener, type User, type UserUpdate } from './auth.js';
 export { memoryStore, localStore, type SessionStore, type SessionOption } from './session.js';
 export { HearthError, type HearthErrorCode, type HearthErrorOptions } from './errors.js';
@@ -80,3 +57,26 @@ export {
 } from './snapshot.js';
 export { WriteBatch, Transaction, MAX_BATCH_WRITES, type BatchResult, type Precondition, type TransactionOptions } from './batch.js';
 export { type Unsubscribe, type WebSocketLike, type WebSocketConstructor, type RealtimeOptions } from './realtime.js';
+export {
+  Admin,
+  AdminHooks,
+  AdminRules,
+  AdminIndexes,
+  AdminRoles,
+  AdminUsers,
+  type HookEventName,
+  type HookDefinition,
+  type Hook,
+  type HookDelivery,
+  type DeliveryStatus,
+  type DeliveriesOptions,
+  type IndexField,
+  type CompositeIndex,
+  type RoleGrant,
+  type RoleInheritance,
+  type AdminUser,
+  type NewUserFields,
+  type AdminUserUpdate,
+  type UserPage,
+  type MintedToken,
+} from './admin.js';
