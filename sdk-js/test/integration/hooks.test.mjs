@@ -1,8 +1,8 @@
 // Hooks (DESIGN §6) end to end: the real `hearth` binary calls a Node function server that
 // verifies every call with the npm `standardwebhooks` package and parses it with the npm
 // `cloudevents` package (issue 6). A `before` hook allows, replaces or rejects writes made through
-// the SDK; an `after` hook's delivery arrives verified, shows in the admin delivery log and can be
-// redelivered with the same event id.
+// the SDK; an `after` hook's delivery arrives verified and shows in the admin delivery log, and a
+// failed one is redelivered with the same event id.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { WebhookVerificationError } from 'standardwebhooks';
@@ -30,9 +30,15 @@ let adminClient;
 let hearth;
 let uid;
 
-/** The function: `/validate` judges titles, `/audit` accepts every trigger. */
+/** While true, `/audit` answers 500 for documents titled 'flaky' (a receiver outage). */
+let flakyAuditDown = true;
+
+/** The function: `/validate` judges titles, `/audit` accepts triggers (see flakyAuditDown). */
 function handle(event, call) {
-  if (call.path === '/audit') return { status: 200, body: { received: event.id } };
+  if (call.path === '/audit') {
+    if (flakyAuditDown && event.data.after?.data?.title === 'flaky') return { status: 500, body: { error: 'down' } };
+    return { status: 200, body: { received: event.id } };
+  }
   const data = event.data.after?.data ?? {};
   const title = data.title ?? '';
   if (/\bspam\b/i.test(title)) return { body: { allow: false, message: 'no spam, please' } };
@@ -42,7 +48,16 @@ function handle(event, call) {
 }
 
 before(async () => {
-  server = await startServer({ extraEnv: { HEARTH_AUTH__RATE_LIMITS: 'false' } });
+  server = await startServer({
+    extraEnv: {
+      HEARTH_AUTH__RATE_LIMITS: 'false',
+      // A failing trigger gives up (is marked failed, for redelivery) after about a second
+      // instead of 24 hours, and the breaker stays out of the way of the outage test.
+      HEARTH_HOOKS__RETRY_BASE_MS: '100',
+      HEARTH_HOOKS__RETRY_WINDOW_SECS: '1',
+      HEARTH_HOOKS__BREAKER_FAILURES: '1000',
+    },
+  });
   fn = await startFunctionServer({ secret, handle });
   // The rules (like Firestore's) refuse a read of a missing document, so existence checks use
   // the service key.
@@ -131,7 +146,7 @@ test('a before hook rejects a write: hook_rejected with the function message, no
   assert.equal((await adminClient.doc(`${collection}/fine`).get()).exists, false);
 });
 
-test('an after hook delivery arrives verified and parsed, is logged, and redelivers under the same id', async () => {
+test('an after hook delivery arrives verified and parsed, and the delivery log shows it', async () => {
   const ref = hearth.doc(`${collection}/audited`);
   const written = await ref.set({ title: 'audit me', owner: uid });
   const call = await fn.waitForCall((c) => c.path === '/audit' && c.event?.subject === ref.path);
@@ -148,27 +163,46 @@ test('an after hook delivery arrives verified and parsed, is logged, and redeliv
   assert.equal(event.data.after.version, written.version, 'the committed version');
 
   // The delivery log shows it once the function's 200 is recorded.
-  let delivered;
-  for (let i = 0; i < 100 && !delivered; i++) {
-    delivered = (await admin.hooks.deliveries('audit-note', { status: 'delivered', limit: 1000 })).find((d) => d.id === event.id);
-    if (!delivered) await new Promise((r) => setTimeout(r, 100));
-  }
-  assert.ok(delivered, 'the delivery is logged as delivered');
+  const delivered = await waitForDelivery('audit-note', 'delivered', event.id);
   assert.equal(delivered.subject, ref.path);
   assert.equal(delivered.event, 'document.create');
-  assert.ok(delivered.attempts >= 1);
+  assert.equal(delivered.attempts, 1);
+  assert.equal(delivered.lastError, null);
+});
 
-  const again = await admin.hooks.redeliver('audit-note', event.id);
-  assert.equal(again.id, event.id);
+test('a delivery that keeps failing is marked failed, and redelivery sends the same event again', async () => {
+  const ref = hearth.doc(`${collection}/flaky`);
+  await ref.set({ title: 'flaky', owner: uid });
+  const first = await fn.waitForCall((c) => c.path === '/audit' && c.event?.subject === ref.path);
+  const id = first.event.id;
+  const failed = await waitForDelivery('audit-note', 'failed', id);
+  assert.ok(failed.attempts >= 1);
+  assert.match(failed.lastError, /500/, 'the last error names the status');
+
+  flakyAuditDown = false;
+  const again = await admin.hooks.redeliver('audit-note', id);
+  assert.equal(again.id, id);
   assert.equal(again.status, 'pending');
-  const calls = () => fn.calls.filter((c) => c.path === '/audit' && c.event?.id === event.id);
-  await fn.waitForCall(() => calls().length >= 2);
-  assert.equal(calls()[1].verified, true);
-  assert.deepEqual(calls()[1].event.data, event.data, 'the same event again');
+  await waitForDelivery('audit-note', 'delivered', id);
+  const calls = fn.calls.filter((c) => c.path === '/audit' && c.event?.id === id);
+  assert.ok(calls.length >= 2, 'called again');
+  assert.ok(calls.every((c) => c.verified), 'every attempt was signed');
+  assert.deepEqual(calls.at(-1).event.data, first.event.data, 'the same event again');
 
   await assert.rejects(admin.hooks.redeliver('audit-note', 'evt_ffffffffffffffff_0000'), { code: 'not_found' });
   await assert.rejects(admin.hooks.deliveries('no-such-hook'), { code: 'not_found' });
 });
+
+/** Polls the admin delivery log until the delivery `id` has `status`. */
+async function waitForDelivery(hook, status, id, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = (await admin.hooks.deliveries(hook, { status, limit: 1000 })).find((d) => d.id === id);
+    if (found) return found;
+    if (Date.now() > deadline) throw new Error(`delivery ${id} of ${hook} is not ${status} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 test('a tampered body, signature or secret fails standardwebhooks verification, and the function answers 401', async () => {
   const call = fn.calls.find((c) => c.verified);
