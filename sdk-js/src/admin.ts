@@ -133,7 +133,10 @@ export class AdminHooks {
     return body.deliveries;
   }
 
-  /** Queues a finished (delivered or failed) delivery again; resolves with it, now pending. */
+  /**
+   * Queues a failed delivery again, with fresh attempts and the same event id; resolves with it,
+   * now pending. Pending deliveries are retried already (`not_found`).
+   */
   async redeliver(name: string, deliveryId: string): Promise<HookDelivery> {
     const path = `/v1/admin/hooks/${segment(name, 'hook name')}/deliveries/${segment(deliveryId, 'delivery id')}/redeliver`;
     const { body } = await this.api.request('POST', path);
