@@ -91,6 +91,8 @@ export interface DeliveriesOptions {
   status?: DeliveryStatus;
   /** At most this many, oldest first (default 100, at most 1 000). */
   limit?: number;
+  /** Continue after this delivery id: the last id of the previous page. */
+  after?: string;
 }
 
 /** `hearth.admin.hooks`: hook definitions, their delivery log and redelivery. */
@@ -128,7 +130,7 @@ export class AdminHooks {
   /** The delivery log of an `after` hook, oldest first: pending (default), delivered or failed. */
   async deliveries(name: string, options: DeliveriesOptions = {}): Promise<HookDelivery[]> {
     const { body } = await this.api.request('GET', `/v1/admin/hooks/${segment(name, 'hook name')}/deliveries`, {
-      query: { status: options.status, limit: options.limit },
+      query: { status: options.status, limit: options.limit, after: options.after },
     });
     return body.deliveries;
   }

@@ -691,6 +691,25 @@ async fn triggers_survive_a_receiver_outage_in_order_under_one_id_each() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(ok_ids.len(), 31, "every committed change is delivered");
+    // The log pages: `next` is the `after` of the following page.
+    let mut paged = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = server
+            .send(server.admin(
+                Method::GET,
+                &format!("/v1/admin/hooks/trigger/deliveries?status=delivered&limit=10{after}"),
+            ))
+            .await;
+        for delivery in page.body["deliveries"].as_array().unwrap() {
+            paged.push(delivery["id"].as_str().unwrap().to_string());
+        }
+        match page.body["next"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, ok_ids, "pages cover the log once, in order");
     let calls = receiver.calls();
     for call in &calls {
         assert_signed(call);
