@@ -5,6 +5,7 @@
  * @module
  */
 
+import { Admin } from './admin.js';
 import { Auth } from './auth.js';
 import { runTransaction, Transaction, WriteBatch, type TransactionOptions } from './batch.js';
 import type { ClientContext } from './context.js';
@@ -57,10 +58,14 @@ export class HearthClient {
   private readonly transport: Transport;
   private readonly context: ClientContext;
   private realtimeConnection: Realtime | null = null;
+  private readonly serviceKey: string | undefined;
+  private adminApi: Admin | null = null;
 
   /** @internal */
   constructor(url: string, options: ClientOptions = {}) {
     this.url = normaliseBaseUrl(url);
+    // Like the auth module, an empty key counts as none.
+    this.serviceKey = options.serviceKey || undefined;
     const fetchImpl = options.fetch ?? (globalThis.fetch ? globalThis.fetch.bind(globalThis) : undefined);
     if (!fetchImpl) throw invalidArgument('no fetch available: pass options.fetch (Node ≥ 20 and browsers have one)');
     this.transport = new Transport(this.url, fetchImpl, options.requestTimeoutMs);
@@ -86,6 +91,19 @@ export class HearthClient {
       },
       ref: (path) => new DocumentReference(this.context, path),
     };
+  }
+
+  /**
+   * The admin API (`/v1/admin`): hooks, rules, indexes, roles, users, minted tokens. Only on a
+   * client created with the `serviceKey` option (otherwise reading it throws `invalid_argument`);
+   * its requests always carry the service key, also while a user is signed in.
+   */
+  get admin(): Admin {
+    if (this.serviceKey === undefined) {
+      throw invalidArgument('hearth.admin needs a client created with the serviceKey option (trusted code only)');
+    }
+    this.adminApi ??= new Admin(this.transport, this.serviceKey);
+    return this.adminApi;
   }
 
   /** A collection by path: `collection('posts')`, `collection('users/u1/posts')`. */

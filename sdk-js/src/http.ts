@@ -24,6 +24,15 @@ export interface CredentialSource {
 export interface RequestOptions {
   /** JSON body: any wire tree (serialised with `stringifyJson`). */
   body?: unknown;
+  /** A plain-text body (`text/plain; charset=utf-8`), e.g. a rules source. Excludes `body`. */
+  text?: string;
+  /** Read the response body as text instead of JSON (it lands in `body` as a string). */
+  responseText?: boolean;
+  /**
+   * Send exactly this bearer token (the admin API always speaks with the service key, even while
+   * a user is signed in on the same client); no refresh-and-retry on 401.
+   */
+  bearerToken?: string;
   headers?: Record<string, string>;
   /** Send the bearer credential (default true). Auth routes that create sessions pass false. */
   authenticate?: boolean;
@@ -55,7 +64,12 @@ export class Transport {
 
   async request(method: string, path: string, options: RequestOptions = {}): Promise<HttpResponse> {
     const authenticate = options.authenticate ?? true;
-    let bearer = authenticate && this.credentials ? await this.credentials.bearer() : null;
+    let bearer =
+      options.bearerToken !== undefined
+        ? { token: options.bearerToken, kind: 'service' as const }
+        : authenticate && this.credentials
+          ? await this.credentials.bearer()
+          : null;
     let response = await this.send(method, path, options, bearer?.token);
     if (response.status === 401 && bearer?.kind === 'user' && this.credentials) {
       // The token may have been revoked or expired early (clock skew): refresh once, then retry.
@@ -68,7 +82,9 @@ export class Transport {
     const text = await readText(response);
     if (!response.ok) throw errorFromResponse(response.status, text);
     let body: unknown;
-    if (text) {
+    if (options.responseText) {
+      body = text;
+    } else if (text) {
       try {
         body = JSON.parse(text);
       } catch (cause) {
@@ -82,10 +98,14 @@ export class Transport {
   }
 
   private async send(method: string, path: string, options: RequestOptions, token: string | undefined): Promise<Response> {
-    const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
+    const accept = options.responseText ? 'text/plain, application/json' : 'application/json';
+    const headers: Record<string, string> = { accept, ...options.headers };
     if (token) headers.authorization = `Bearer ${token}`;
     let body: string | undefined;
-    if (options.body !== undefined) {
+    if (options.text !== undefined) {
+      body = options.text;
+      headers['content-type'] = 'text/plain; charset=utf-8';
+    } else if (options.body !== undefined) {
       body = stringifyJson(options.body);
       headers['content-type'] = 'application/json';
     }

@@ -57,3 +57,26 @@ export {
 } from './snapshot.js';
 export { WriteBatch, Transaction, MAX_BATCH_WRITES, type BatchResult, type Precondition, type TransactionOptions } from './batch.js';
 export { type Unsubscribe, type WebSocketLike, type WebSocketConstructor, type RealtimeOptions } from './realtime.js';
+export {
+  Admin,
+  AdminHooks,
+  AdminRules,
+  AdminIndexes,
+  AdminRoles,
+  AdminUsers,
+  type HookEventName,
+  type HookDefinition,
+  type Hook,
+  type HookDelivery,
+  type DeliveryStatus,
+  type DeliveriesOptions,
+  type IndexField,
+  type CompositeIndex,
+  type RoleGrant,
+  type RoleInheritance,
+  type AdminUser,
+  type NewUserFields,
+  type AdminUserUpdate,
+  type UserPage,
+  type MintedToken,
+} from './admin.js';

@@ -691,6 +691,25 @@ async fn triggers_survive_a_receiver_outage_in_order_under_one_id_each() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(ok_ids.len(), 31, "every committed change is delivered");
+    // The log pages: `next` is the `after` of the following page.
+    let mut paged = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = server
+            .send(server.admin(
+                Method::GET,
+                &format!("/v1/admin/hooks/trigger/deliveries?status=delivered&limit=10{after}"),
+            ))
+            .await;
+        for delivery in page.body["deliveries"].as_array().unwrap() {
+            paged.push(delivery["id"].as_str().unwrap().to_string());
+        }
+        match page.body["next"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, ok_ids, "pages cover the log once, in order");
     let calls = receiver.calls();
     for call in &calls {
         assert_signed(call);
@@ -869,6 +888,17 @@ async fn deliveries_that_keep_failing_are_marked_failed_and_can_be_redelivered()
         assert!(Instant::now() < deadline, "redelivery was not recorded");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let again = server
+        .send(server.admin(
+            Method::POST,
+            &format!("/v1/admin/hooks/trigger/deliveries/{id}/redeliver"),
+        ))
+        .await;
+    assert_eq!(
+        again.status,
+        StatusCode::NOT_FOUND,
+        "a delivered event is done"
+    );
     let unknown = server
         .send(server.admin(
             Method::POST,
@@ -917,4 +947,59 @@ async fn the_allow_list_refuses_other_hosts() {
         )
         .await;
     assert_eq!(allowed.status, StatusCode::CREATED, "{}", allowed.text);
+}
+
+#[tokio::test]
+async fn a_hook_gets_at_most_its_share_of_connections() {
+    let function = FunctionServer::start(|_| {
+        Reply::Delay(
+            Duration::from_millis(300),
+            Box::new(Reply::Json(200, json!({"allow": true}))),
+        )
+    })
+    .await
+    .unwrap();
+    let server = TestServer::start_with(vec![(
+        "HEARTH_HOOKS__MAX_CONCURRENCY_PER_HOOK".into(),
+        "2".into(),
+    )])
+    .await;
+    let mut definition = hook(&function.url("/"), "before", &["document.create"], "q/{id}");
+    definition["timeoutMs"] = json!(5_000);
+    server.put_hook("capped", definition).await;
+    let paths: Vec<String> = (0..6).map(|i| format!("q/{i}")).collect();
+    let writes = paths
+        .iter()
+        .map(|path| server.put_doc(path, json!({"at": path})));
+    let responses = futures_util::future::join_all(writes).await;
+    assert!(responses.iter().all(|r| r.status.is_success()));
+    let calls = function.calls();
+    assert_eq!(calls.len(), 6);
+    // With two connections and 300 ms per call, no 250 ms window sees more than two arrivals.
+    for call in &calls {
+        let window_start = call.received_at - Duration::from_millis(250);
+        let overlapping = calls
+            .iter()
+            .filter(|c| c.received_at > window_start && c.received_at <= call.received_at)
+            .count();
+        assert!(overlapping <= 2, "{overlapping} calls at once");
+    }
+
+    // A call that cannot get a connection within its timeout fails like any other failure.
+    let mut short = hook(&function.url("/"), "before", &["document.create"], "r/{id}");
+    short["timeoutMs"] = json!(400);
+    server.put_hook("short", short).await;
+    let paths: Vec<String> = (0..3).map(|i| format!("r/{i}")).collect();
+    let writes = paths
+        .iter()
+        .map(|path| server.put_doc(path, json!({"at": path})));
+    let responses = futures_util::future::join_all(writes).await;
+    let busy: Vec<_> = responses
+        .iter()
+        .filter(|r| r.status == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert!(!busy.is_empty(), "the third call waited past its timeout");
+    assert!(busy
+        .iter()
+        .all(|r| r.text.contains("busy") || r.text.contains("in time")));
 }

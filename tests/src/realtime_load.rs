@@ -23,6 +23,9 @@ pub struct RealtimeLoad {
     pub seconds: u64,
     /// The server's pid, to read its RSS from /proc.
     pub server_pid: Option<u32>,
+    /// Subscriber `i` watches `room == i % groups` and write `seq` goes to room `seq % groups`,
+    /// so each write reaches `subscribers / groups` of them (1: everyone watches everything).
+    pub groups: usize,
 }
 
 /// Resident set size of a process in KiB.
@@ -64,18 +67,25 @@ pub async fn run(load: RealtimeLoad) -> anyhow::Result<Json> {
     // Writes cycle over 20 documents, so every write changes the view of every subscriber
     // whatever order concurrent writes commit in (a "newest 20" view would rightly skip a
     // create that commits after 20 newer ones).
-    let query = json!({"from": load.collection});
+    let groups = load.groups.max(1);
+    let query_of = |i: usize| {
+        if groups == 1 {
+            json!({"from": load.collection})
+        } else {
+            json!({"from": load.collection, "where": {"and": [["room", "==", i % groups]]}})
+        }
+    };
     let rss_before = load.server_pid.and_then(rss_kib);
 
     // Connect everyone (bounded parallelism), each with one subscription and its snapshot.
     let connect_started = Instant::now();
     let semaphore = Arc::new(tokio::sync::Semaphore::new(128));
     let mut connecting = Vec::with_capacity(load.subscribers);
-    for _ in 0..load.subscribers {
+    for i in 0..load.subscribers {
         let permit = semaphore.clone().acquire_owned().await?;
         let url = load.url.clone();
         let key = load.key.clone();
-        let query = query.clone();
+        let query = query_of(i);
         connecting.push(tokio::spawn(async move {
             let _permit = permit;
             let mut client = RealtimeClient::connect(&url).await?;
@@ -95,13 +105,18 @@ pub async fn run(load: RealtimeLoad) -> anyhow::Result<Json> {
     let rss_idle = load.server_pid.and_then(rss_kib);
 
     let writes = (load.rate * load.seconds) as usize;
-    let expected = (writes * load.subscribers) as u64;
+    // Writes to each room: the first `writes % groups` rooms get one more.
+    let writes_to = |room: usize| writes / groups + usize::from(room < writes % groups);
+    let expected: u64 = (0..load.subscribers)
+        .map(|i| writes_to(i % groups) as u64)
+        .sum();
     let delivered = Arc::new(AtomicU64::new(0));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut readers = Vec::with_capacity(clients.len());
-    for mut client in clients {
+    for (i, mut client) in clients.into_iter().enumerate() {
         let delivered = delivered.clone();
         let mut stopped = stopped.clone();
+        let mine = writes_to(i % groups);
         readers.push(tokio::spawn(async move {
             let mut receipts: Vec<(u64, Instant)> = Vec::new();
             let mut seqs = Vec::new();
@@ -116,7 +131,7 @@ pub async fn run(load: RealtimeLoad) -> anyhow::Result<Json> {
                 added_seqs(&text, &mut seqs);
                 delivered.fetch_add(seqs.len() as u64, Ordering::Relaxed);
                 receipts.extend(seqs.iter().map(|s| (*s, now)));
-                if receipts.len() >= writes {
+                if receipts.len() >= mine {
                     break;
                 }
             }
@@ -140,14 +155,21 @@ pub async fn run(load: RealtimeLoad) -> anyhow::Result<Json> {
         let acks = acks.clone();
         let sends = sends.clone();
         let errors = errors.clone();
-        let url = format!("{}/v1/docs/{}/w{}", load.url, load.collection, seq % 20);
+        // Each room has its own 20 documents, so a document never changes rooms.
+        let room = seq % groups;
+        let url = format!(
+            "{}/v1/docs/{}/r{room}w{}",
+            load.url,
+            load.collection,
+            (seq / groups) % 20
+        );
         let key = load.key.clone();
         writers.push(tokio::spawn(async move {
             let _ = sends[seq].set(Instant::now());
             let sent = http
                 .put(url)
                 .bearer_auth(key)
-                .json(&json!({ "seq": seq }))
+                .json(&json!({ "seq": seq, "room": room }))
                 .send()
                 .await;
             match sent {
@@ -177,6 +199,7 @@ pub async fn run(load: RealtimeLoad) -> anyhow::Result<Json> {
     let mut from_send = Histogram::<u64>::new(3)?;
     let mut unique = 0u64;
     let mut duplicates = 0u64;
+    let mut last_receipt: Option<Instant> = None;
     stop.send_replace(true);
     for reader in readers {
         let receipts = reader.await?;
@@ -191,6 +214,7 @@ pub async fn run(load: RealtimeLoad) -> anyhow::Result<Json> {
             }
             *slot = true;
             unique += 1;
+            last_receipt = Some(last_receipt.map_or(at, |last| last.max(at)));
             if let Some(sent) = sends[seq as usize].get() {
                 from_send.record(at.saturating_duration_since(*sent).as_micros() as u64)?;
             }
@@ -211,6 +235,9 @@ pub async fn run(load: RealtimeLoad) -> anyhow::Result<Json> {
     Ok(json!({
         "scenario": "realtime",
         "subscribers": load.subscribers,
+        "groups": groups,
+        "deliveries_per_write": load.subscribers as f64 / groups as f64,
+        "first_send_to_last_delivery_s": last_receipt.map(|last| last.saturating_duration_since(write_started).as_secs_f64()),
         "writes": writes,
         "write_rate_per_s": load.rate,
         "write_seconds": write_seconds,

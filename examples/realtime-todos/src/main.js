@@ -1,5 +1,6 @@
 // Hearth realtime todos: sign-up/sign-in, private todos (owner-only rules) and a shared board
 // that every signed-in user sees change in realtime. Plain DOM code, so the Hearth calls stand out.
+// Writes also pass a validation hook (functions/validate-todo.mjs) when it is registered.
 import { createClient, serverTimestamp, HearthError } from '@hearth/client';
 import './style.css';
 
@@ -24,10 +25,14 @@ function showError(error) {
   if (!error) {
     box.hidden = true;
     box.textContent = '';
+    box.dataset.code = '';
     return;
   }
   box.hidden = false;
+  // A write the validation hook refused is a HearthError with code 'hook_rejected' and the
+  // function's own message ("Todos may not mention ..."), shown as it is.
   box.textContent = error instanceof HearthError ? `${error.code}: ${error.message}` : String(error);
+  box.dataset.code = error instanceof HearthError ? error.code : '';
   console.error(error);
 }
 
@@ -108,7 +113,9 @@ function listenToTodos(user) {
 $('todo-form').addEventListener('submit', (event) => {
   event.preventDefault();
   const input = $('todo-text');
-  const text = input.value.trim();
+  // Sent as typed: the validation hook (functions/validate-todo.mjs) tidies the whitespace and
+  // refuses empty or banned text, so every client gets the same treatment.
+  const text = input.value;
   if (!text) return;
   attempt(async () => {
     await todos.add({ owner: hearth.auth.currentUser.uid, text, done: false, at: serverTimestamp() });
@@ -139,11 +146,12 @@ function listenToBoard(user) {
 $('board-form').addEventListener('submit', (event) => {
   event.preventDefault();
   const input = $('board-text');
-  const text = input.value.trim();
+  const text = input.value;
   if (!text) return;
   const user = hearth.auth.currentUser;
-  // Field validation (1–200 characters, the author's own uid) is the rules' job: a longer
-  // text comes back as a permission_denied error, shown above the lists.
+  // The rules check the fields (1–200 characters, the author's own uid): a longer text comes back
+  // as permission_denied. Then the validation hook judges the text itself: whitespace tidied,
+  // blank or banned text refused with hook_rejected. Both errors are shown above the lists.
   attempt(async () => {
     await board.add({ text, done: false, by: user.uid, author: user.email ?? 'anonymous', at: serverTimestamp() });
     input.value = '';

@@ -6,6 +6,10 @@
 // talks to it through the preview server's /v1 proxy (same-origin, WebSocket included), so both
 // ways of running the app are exercised.
 //
+// The app runs as its README describes: `npm run functions` (functions/start.mjs) starts the
+// validation function and registers it as a `before` hook, so every todo and board write goes
+// through it — the tests at the end check its refusals and its tidying in both pages.
+//
 // Env: HEARTH_BIN (default ../../target/debug/hearth), CHROMIUM (default /usr/bin/chromium).
 // Screenshots and the pages' console log go to <repo>/test-artifacts/realtime-todos/.
 
@@ -33,11 +37,12 @@ async function startHearth() {
     throw new Error(`hearth binary not found at ${hearthBin}: cargo build --bin hearth, or set HEARTH_BIN`);
   }
   const dataDir = mkdtempSync(join(tmpdir(), 'hearth-e2e-'));
+  const serviceKey = `sk_e2e_${randomBytes(16).toString('hex')}`;
   const child = spawn(
     hearthBin,
     ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--rules', rulesFile],
     {
-      env: { ...process.env, HEARTH_SERVICE_KEY: `sk_e2e_${randomBytes(16).toString('hex')}` },
+      env: { ...process.env, HEARTH_SERVICE_KEY: serviceKey },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
@@ -60,21 +65,64 @@ async function startHearth() {
   });
   return {
     url,
+    serviceKey,
     async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise((r) => child.once('exit', r));
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-        await exited;
-        clearTimeout(timer);
-      }
+      await stopChild(child);
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }
 
+/**
+ * Starts the validation function and registers its hooks the way the README says
+ * (`npm run functions`, i.e. functions/start.mjs), on a free port; resolves once it prints
+ * `hooks registered`.
+ */
+async function startFunctions(hearth) {
+  const child = spawn(process.execPath, [join(exampleRoot, 'functions', 'start.mjs')], {
+    cwd: exampleRoot,
+    env: { ...process.env, HEARTH_URL: hearth.url, HEARTH_SERVICE_KEY: hearth.serviceKey, PORT: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stderr.on('data', (chunk) => (output += chunk));
+  child.stdout.on('data', (chunk) => (output += chunk));
+  await new Promise((resolveReady, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the function did not register its hooks in time:\n${output}`)), 30_000);
+    const onData = () => {
+      if (/hooks registered/.test(output)) {
+        clearTimeout(timer);
+        child.stdout.off('data', onData);
+        resolveReady();
+      }
+    };
+    child.stdout.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the function exited early (code ${code}):\n${output}`));
+    });
+  });
+  return {
+    get output() {
+      return output;
+    },
+    stop: () => stopChild(child),
+  };
+}
+
+async function stopChild(child) {
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
 describe('realtime-todos example in Chromium', () => {
   let hearth;
+  let functions;
   let site;
   let siteUrl;
   let browser;
@@ -92,6 +140,7 @@ describe('realtime-todos example in Chromium', () => {
   before(async () => {
     mkdirSync(artifacts, { recursive: true });
     hearth = await startHearth();
+    functions = await startFunctions(hearth);
     await build({ root: exampleRoot, logLevel: 'warn' });
     site = await preview({
       root: exampleRoot,
@@ -133,8 +182,10 @@ describe('realtime-todos example in Chromium', () => {
   after(async () => {
     // The pages' console (expected 403s included), kept beside the screenshots for debugging.
     writeFileSync(join(artifacts, 'console.log'), logs.join('\n') + '\n');
+    if (functions) writeFileSync(join(artifacts, 'functions.log'), functions.output);
     await browser?.close();
     await site?.close();
+    await functions?.stop();
     await hearth?.stop();
   });
 
@@ -285,6 +336,80 @@ describe('realtime-todos example in Chromium', () => {
     await item(pages.b, 'board-list', first).waitFor({ state: 'detached', timeout: WAIT });
   });
 
+  test('the validation hook refuses blank and banned todos, and the page shows its message', async () => {
+    const before = await pages.a.locator('#todo-list li').count();
+    // Blank: the rules accept three spaces (1–200 characters), the function does not.
+    await pages.a.fill('#todo-text', '   ');
+    await pages.a.click('#todo-form button');
+    await pages.a.locator('#error[data-code="hook_rejected"]').waitFor({ timeout: WAIT });
+    assert.equal(await pages.a.locator('#error').textContent(), 'hook_rejected: A todo needs some text.');
+    await shot(pages.a, '09-hook-refuses-blank');
+
+    await pages.a.fill('#todo-text', 'Win the lottery');
+    await pages.a.click('#todo-form button');
+    await pages.a.locator('#error', { hasText: 'lottery' }).waitFor({ timeout: WAIT });
+    assert.equal(await pages.a.locator('#error').textContent(), 'hook_rejected: Todos may not mention "lottery".');
+    assert.equal(await pages.a.inputValue('#todo-text'), 'Win the lottery', 'the text stays for the user to fix');
+    await shot(pages.a, '10-hook-refuses-banned-word');
+
+    // The same on the board, from page B (through the proxy).
+    await pages.b.fill('#board-text', 'Free CASINO chips');
+    await pages.b.press('#board-text', 'Enter');
+    await pages.b.locator('#error', { hasText: 'casino' }).waitFor({ timeout: WAIT });
+    assert.equal(await pages.b.locator('#error').textContent(), 'hook_rejected: Todos may not mention "casino".');
+    await shot(pages.b, '11-hook-refuses-on-the-board');
+
+    // Nothing was stored: the lists are as they were, and the server has no such document.
+    assert.equal(await pages.a.locator('#todo-list li').count(), before);
+    assert.equal(await pages.a.locator('#todo-list li', { hasText: 'lottery' }).count(), 0);
+    assert.equal(await pages.b.locator('#board-list li', { hasText: /casino/i }).count(), 0);
+    const stored = await pages.b.evaluate(async () => {
+      const board = await window.hearth.collection('board').get();
+      return board.docs.map((d) => d.data().text);
+    });
+    assert.ok(!stored.some((text) => /casino/i.test(text)), `board: ${JSON.stringify(stored)}`);
+
+    // A valid write clears the error.
+    await pages.a.fill('#todo-text', `Fix the error ${stamp}`);
+    await pages.a.click('#todo-form button');
+    await item(pages.a, 'todo-list', `Fix the error ${stamp}`).waitFor({ timeout: WAIT });
+    assert.equal(await pages.a.locator('#error').isVisible(), false);
+  });
+
+  test('messy whitespace is tidied by the hook: stored tidy, and shown tidy in the other page in realtime', async () => {
+    const messy = `   Water \t  the     plants   ${stamp}  `;
+    const tidy = `Water the plants ${stamp}`;
+    await pages.a.fill('#board-text', messy);
+    await pages.a.click('#board-form button');
+    // B's page learns of it only through its realtime listener; textContent is the stored text
+    // (innerText would collapse whitespace on its own and prove nothing).
+    const inB = item(pages.b, 'board-list', tidy);
+    await inB.waitFor({ timeout: WAIT });
+    assert.equal(await inB.locator('.text').textContent(), tidy);
+    assert.equal(await item(pages.a, 'board-list', tidy).locator('.text').textContent(), tidy);
+    const stored = await pages.b.evaluate(async (text) => {
+      const found = await window.hearth.collection('board').where('text', '==', text).get();
+      return found.docs.map((d) => ({ ...d.data(), at: d.data().at instanceof Date ? 'a Date' : String(d.data().at) }));
+    }, tidy);
+    assert.equal(stored.length, 1, 'stored under the tidy text');
+    assert.equal(stored[0].text, tidy);
+    assert.equal(stored[0].by, users.a.uid, 'the other fields are kept');
+    assert.equal(stored[0].at, 'a Date', 'the server timestamp is kept');
+
+    // A private todo is tidied the same way.
+    await pages.a.fill('#todo-text', `  Call    mum ${stamp} `);
+    await pages.a.click('#todo-form button');
+    const todo = item(pages.a, 'todo-list', `Call mum ${stamp}`);
+    await todo.waitFor({ timeout: WAIT });
+    assert.equal(await todo.locator('.text').textContent(), `Call mum ${stamp}`);
+
+    // Ticking a tidy item off is an update the hook lets through unchanged.
+    await inB.locator('input[type=checkbox]').check();
+    await pages.a.locator('#board-list li.done', { hasText: tidy }).waitFor({ timeout: WAIT });
+    await shot(pages.a, '12-hook-tidied-page-a');
+    await shot(pages.b, '13-hook-tidied-page-b');
+  });
+
   test('signing out hides the lists; signing back in shows them again', async () => {
     await pages.b.click('#sign-out');
     await pages.b.locator('#auth-form').waitFor({ timeout: WAIT });
@@ -302,6 +427,8 @@ describe('realtime-todos example in Chromium', () => {
     await pages.b.fill('#password', users.b.password);
     await pages.b.click('#sign-in');
     await item(pages.b, 'board-list', `I'll bring tea ${stamp}`).waitFor({ timeout: WAIT });
+    // The two lists have their own listeners: wait for the todos too before comparing them.
+    await item(pages.b, 'todo-list', `B's own todo ${stamp}`).waitFor({ timeout: WAIT });
     assert.deepEqual(await pages.b.locator('#todo-list li .text').allInnerTexts(), [`B's own todo ${stamp}`]);
     assert.deepEqual(logs.filter((l) => l.includes('pageerror')), []);
   });

@@ -16,6 +16,11 @@ import {
   type QuerySnapshot,
   type Unsubscribe,
   type User,
+  type AdminUser,
+  type CompositeIndex,
+  type Hook,
+  type HookDelivery,
+  type RoleGrant,
 } from '../../dist/index.js';
 
 export async function designSection9(email: string, password: string): Promise<void> {
@@ -63,4 +68,36 @@ export async function designSection9(email: string, password: string): Promise<v
     }
   }
   void [stop, current, exists, id, version, data, sizes, count, unsubscribe];
+}
+
+// The admin helpers (an extension, service key only) type-check with their wire shapes.
+export async function adminHelpers(serviceKey: string): Promise<void> {
+  const admin = createClient('http://127.0.0.1:8080', { serviceKey }).admin;
+  const hook: Hook = await admin.hooks.put('validate', {
+    events: ['document.create', 'document.update'],
+    match: 'todos/{id}',
+    mode: 'before',
+    url: 'http://127.0.0.1:9000/validate',
+    secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+    timeoutMs: 3000,
+    onFailure: 'reject',
+  });
+  const masked: string = hook.secret;
+  const hooks: Hook[] = await admin.hooks.list();
+  const deliveries: HookDelivery[] = await admin.hooks.deliveries('validate', { status: 'failed', limit: 10 });
+  await admin.hooks.redeliver('validate', deliveries[0]!.id);
+  await admin.hooks.delete('validate');
+  const source: string | null = await admin.rules.get();
+  await admin.rules.set(source ?? '');
+  const index: CompositeIndex = await admin.indexes.create({ collection: 'posts', fields: [['owner', 'asc'], ['n', 'desc']] });
+  await admin.indexes.drop(index.id);
+  const grant: RoleGrant = await admin.roles.grant({ uid: 'u1', role: 'editor', domain: 'org1' });
+  await admin.roles.inherit({ role: 'admin', inherits: 'editor' });
+  const grants: RoleGrant[] = await admin.roles.grants({ uid: 'u1' });
+  const user: AdminUser = await admin.users.create({ email: 'a@example.com', password: 'correct horse battery' });
+  const disabled: boolean = (await admin.users.update(user.uid, { disabled: true })).disabled;
+  const page = await admin.users.list({ limit: 10 });
+  const next: string | undefined = page.nextPageToken;
+  const { accessToken, expiresIn } = await admin.mintToken('u1', { role: 'admin' });
+  void [masked, hooks, grant, grants, disabled, next, accessToken, expiresIn];
 }

@@ -17,7 +17,8 @@ export function fakeFetch(handler) {
       search: parsed.search,
       headers,
       rawBody: init.body,
-      body: init.body ? JSON.parse(init.body) : undefined,
+      // Text bodies (a rules source) stay as they are; JSON bodies are parsed.
+      body: init.body && !headers['content-type']?.startsWith('text/') ? JSON.parse(init.body) : undefined,
     };
     calls.push(request);
     const answer = (await handler(request, calls.length)) ?? {};

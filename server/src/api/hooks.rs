@@ -63,10 +63,11 @@ pub async fn delete_hook(
 pub struct DeliveriesQuery {
     status: Option<String>,
     limit: Option<String>,
+    after: Option<String>,
 }
 
-/// `GET /v1/admin/hooks/{name}/deliveries?status=pending|failed|delivered&limit=N`, oldest
-/// first (default: pending, 100).
+/// `GET /v1/admin/hooks/{name}/deliveries?status=pending|failed|delivered&limit=N&after=ID`,
+/// oldest first (default: pending, 100); `next` is the `after` of the following page.
 pub async fn list_deliveries(
     request: HttpRequest,
     name: web::Path<String>,
@@ -96,11 +97,17 @@ pub async fn list_deliveries(
                 ))
             })?,
     };
-    let deliveries = state.hooks.deliveries(&name, status, limit).await?;
-    Ok(HttpResponse::Ok().json(json!({ "deliveries": deliveries })))
+    let (deliveries, more) = state
+        .hooks
+        .deliveries(&name, status, query.after.as_deref(), limit)
+        .await?;
+    let next = more
+        .then(|| deliveries.last().map(|d| d["id"].clone()))
+        .flatten();
+    Ok(HttpResponse::Ok().json(json!({ "deliveries": deliveries, "next": next })))
 }
 
-/// `POST /v1/admin/hooks/{name}/deliveries/{id}/redeliver`: 202, queued again.
+/// `POST /v1/admin/hooks/{name}/deliveries/{id}/redeliver`: a failed delivery, queued again (202).
 pub async fn redeliver(
     request: HttpRequest,
     path: web::Path<(String, String)>,

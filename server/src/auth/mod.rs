@@ -27,6 +27,7 @@ pub use tokens::Identity;
 
 use crate::config::AuthSettings;
 use crate::hooks::{AfterEvent, BeforeCall, EventKind, Hooks, OutboxAdditions};
+use crate::model::timestamp::rfc3339_from_unix_ms;
 use crate::store::{SharedStore, Space, WriteSet};
 use mail::{Mail, Mailer, SmtpSettings};
 use password::{HashCost, PasswordHasher};
@@ -77,7 +78,7 @@ pub fn public_user(user: &UserRecord) -> Json {
         "emailVerified": user.email_verified,
         "displayName": user.display_name,
         "anonymous": user.anonymous,
-        "createdAt": format_ms(user.created_at_ms),
+        "createdAt": rfc3339_from_unix_ms(user.created_at_ms),
         "claims": user.claims,
     })
 }
@@ -87,16 +88,6 @@ pub fn admin_user(user: &UserRecord) -> Json {
     let mut value = public_user(user);
     value["disabled"] = json!(user.disabled);
     value
-}
-
-fn format_ms(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 fn now_ms() -> i64 {
@@ -320,7 +311,7 @@ impl Auth {
         }
         let mut additions = OutboxAdditions::default();
         if self.hooks.has_after(kind) {
-            let now = format_ms(now_ms());
+            let now = rfc3339_from_unix_ms(now_ms());
             let data = json!({"before": null, "after": public_user(user), "auth": auth});
             let event = AfterEvent {
                 index: 0,

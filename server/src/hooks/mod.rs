@@ -100,6 +100,8 @@ pub struct Hooks {
     catalog: RwLock<Arc<Catalog>>,
     runtimes: Mutex<HashMap<String, Arc<HookRuntime>>>,
     workers: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    /// Serialises definition changes: each reads the live catalog, stores, then swaps it.
+    changes: tokio::sync::Mutex<()>,
 }
 
 impl Hooks {
@@ -113,6 +115,7 @@ impl Hooks {
             catalog: RwLock::new(Arc::new(Catalog::default())),
             runtimes: Mutex::new(HashMap::new()),
             workers: Mutex::new(HashMap::new()),
+            changes: tokio::sync::Mutex::new(()),
         });
         let (definitions, depths) = hooks.load()?;
         for (name, depth) in &depths {
@@ -132,6 +135,22 @@ impl Hooks {
         tokio::task::spawn_blocking(move || work(&self))
             .await
             .map_err(|e| HooksError::Corrupt(format!("background task failed: {e}")))?
+    }
+
+    /// Up to `limit` entries of `range` in `Space::Hooks`, off the executor.
+    async fn scan(
+        self: &Arc<Self>,
+        range: KeyRange,
+        limit: usize,
+    ) -> Result<Vec<crate::store::Entry>, HooksError> {
+        self.clone()
+            .blocking(move |hooks| {
+                Ok(hooks
+                    .store
+                    .read()?
+                    .scan(Space::Hooks, &range, limit, false)?)
+            })
+            .await
     }
 
     /// Definitions and each hook's pending outbox size.
@@ -158,7 +177,7 @@ impl Hooks {
             // the gauge current.
             let pending = view.scan(
                 Space::Hooks,
-                &KeyRange::prefix(&outbox::pending_prefix(&name)),
+                &KeyRange::prefix(&outbox::status_prefix(&name, Status::Pending)),
                 usize::MAX,
                 false,
             )?;
@@ -277,6 +296,7 @@ impl Hooks {
 
     /// Deletes a hook with its outbox and delivery log.
     pub async fn delete(self: &Arc<Self>, name: &str) -> Result<(), HooksError> {
+        let _change = self.changes.lock().await;
         if self.definition(name).is_none() {
             return Err(not_found(name));
         }
@@ -293,18 +313,10 @@ impl Hooks {
         self.install(definitions);
         self.sync_workers();
         // Entries of a deleted hook are never delivered; remove them in bounded commits.
-        for prefix in [outbox::pending_prefix(name), outbox::log_prefix(name)] {
+        for status in [Status::Pending, Status::Delivered, Status::Failed] {
+            let prefix = outbox::status_prefix(name, status);
             loop {
-                let range = KeyRange::prefix(&prefix);
-                let keys = self
-                    .clone()
-                    .blocking(move |hooks| {
-                        Ok(hooks
-                            .store
-                            .read()?
-                            .scan(Space::Hooks, &range, 1_000, false)?)
-                    })
-                    .await?;
+                let keys = self.scan(KeyRange::prefix(&prefix), 1_000).await?;
                 if keys.is_empty() {
                     break;
                 }
@@ -321,58 +333,46 @@ impl Hooks {
         Ok(())
     }
 
-    /// Deliveries of a hook, oldest first: pending ones, or finished ones by `status`.
+    /// Deliveries of a hook in one state, oldest first, after the delivery `after` (an event
+    /// id) when given: up to `limit` of them, and whether more follow.
     pub async fn deliveries(
         self: &Arc<Self>,
         name: &str,
         status: Status,
+        after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<Json>, HooksError> {
+    ) -> Result<(Vec<Json>, bool), HooksError> {
         if self.definition(name).is_none() {
             return Err(not_found(name));
         }
-        let prefix = match status {
-            Status::Pending => outbox::pending_prefix(name),
-            Status::Delivered | Status::Failed => outbox::log_prefix(name),
-        };
-        self.clone()
-            .blocking(move |hooks| {
-                let view = hooks.store.read()?;
-                let mut out = Vec::new();
-                let mut range = KeyRange::prefix(&prefix);
-                // Finished entries of both kinds share the log; filter in pages.
-                loop {
-                    let rows = view.scan(Space::Hooks, &range, 1_000, false)?;
-                    let Some((last, _)) = rows.last() else { break };
-                    range = range.after(last);
-                    for (key, value) in &rows {
-                        let (Some(position), Some(entry)) =
-                            (EventPosition::from_key(&prefix, key), Entry::decode(value))
-                        else {
-                            continue;
-                        };
-                        if entry.status == status {
-                            out.push(entry.summary(position));
-                            if out.len() >= limit {
-                                return Ok(out);
-                            }
-                        }
-                    }
-                }
-                Ok(out)
+        let prefix = outbox::status_prefix(name, status);
+        let mut range = KeyRange::prefix(&prefix);
+        if let Some(id) = after {
+            let position = EventPosition::parse_event_id(id).ok_or_else(|| {
+                HooksError::InvalidArgument(format!("after: '{id}' is not a delivery id"))
+            })?;
+            range = range.after(&position.key(&prefix));
+        }
+        let rows = self.scan(range, limit + 1).await?;
+        let more = rows.len() > limit;
+        let deliveries = rows
+            .iter()
+            .take(limit)
+            .filter_map(|(key, value)| {
+                Some(Entry::decode(value)?.summary(EventPosition::from_key(&prefix, key)?))
             })
-            .await
+            .collect();
+        Ok((deliveries, more))
     }
 
-    /// Queues a finished (failed or delivered) delivery again, with fresh attempts and the same
-    /// event id.
+    /// Queues a failed delivery again, with fresh attempts and the same event id.
     pub async fn redeliver(self: &Arc<Self>, name: &str, id: &str) -> Result<Json, HooksError> {
         if self.definition(name).is_none() {
             return Err(not_found(name));
         }
         let position = EventPosition::parse_event_id(id)
             .ok_or_else(|| HooksError::NotFound(format!("no delivery '{id}' of hook '{name}'")))?;
-        let log_key = position.key(&outbox::log_prefix(name));
+        let log_key = position.key(&outbox::status_prefix(name, Status::Failed));
         let lookup = log_key.clone();
         let stored = self
             .clone()
@@ -385,9 +385,13 @@ impl Hooks {
                     .flatten())
             })
             .await?;
-        let Some(mut entry) = stored.as_deref().and_then(Entry::decode) else {
+        let Some(mut entry) = stored
+            .as_deref()
+            .and_then(Entry::decode)
+            .filter(|e| e.status == Status::Failed)
+        else {
             return Err(HooksError::NotFound(format!(
-                "no finished delivery '{id}' of hook '{name}' (pending deliveries are retried already)"
+                "no failed delivery '{id}' of hook '{name}' (pending ones are retried already; delivered ones are done)"
             )));
         };
         let now = outbox::now_ms();
@@ -400,7 +404,7 @@ impl Hooks {
         write.delete(Space::Hooks, log_key);
         write.put(
             Space::Hooks,
-            position.key(&outbox::pending_prefix(name)),
+            position.key(&outbox::status_prefix(name, Status::Pending)),
             entry.encode(),
         );
         store_commit(&self.store, write).await?;
@@ -519,7 +523,7 @@ impl Hooks {
             );
             write.put_at_version(
                 Space::Hooks,
-                outbox::pending_prefix(&hook.name),
+                outbox::status_prefix(&hook.name, Status::Pending),
                 EventPosition::index_suffix(event.index),
                 entry.encode(),
             );
@@ -627,18 +631,9 @@ impl Hooks {
         runtime: &Arc<HookRuntime>,
     ) -> Result<Round, HooksError> {
         let settings = self.client.settings().clone();
-        let prefix = outbox::pending_prefix(&hook.name);
-        let range = KeyRange::prefix(&prefix);
+        let prefix = outbox::status_prefix(&hook.name, Status::Pending);
         let batch = settings.delivery_batch;
-        let rows = self
-            .clone()
-            .blocking(move |hooks| {
-                Ok(hooks
-                    .store
-                    .read()?
-                    .scan(Space::Hooks, &range, batch, false)?)
-            })
-            .await?;
+        let rows = self.scan(KeyRange::prefix(&prefix), batch).await?;
         let full_batch = rows.len() >= batch;
         let now = outbox::now_ms();
         let oldest = rows
@@ -727,17 +722,25 @@ impl Hooks {
         let mut write = WriteSet::default();
         let mut finished = 0i64;
         let mut delivered = 0u64;
-        let log_prefix = outbox::log_prefix(&hook.name);
+        let delivered_prefix = outbox::status_prefix(&hook.name, Status::Delivered);
+        let failed_prefix = outbox::status_prefix(&hook.name, Status::Failed);
         for (key, position, mut entry, result) in outcomes {
             match result {
                 Ok(()) => {
+                    // The log keeps what the admin API shows; the event data is not needed
+                    // again (only failed deliveries can be redelivered), so it is not written.
+                    entry.data = Json::Null;
                     entry.attempts += 1;
                     entry.status = Status::Delivered;
                     entry.last_attempt_ms = Some(now);
                     entry.finished_ms = Some(now);
                     entry.last_error = None;
                     write.delete(Space::Hooks, key);
-                    write.put(Space::Hooks, position.key(&log_prefix), entry.encode());
+                    write.put(
+                        Space::Hooks,
+                        position.key(&delivered_prefix),
+                        entry.encode(),
+                    );
                     finished += 1;
                     delivered += 1;
                 }
@@ -753,7 +756,7 @@ impl Hooks {
                         entry.status = Status::Failed;
                         entry.finished_ms = Some(now);
                         write.delete(Space::Hooks, key);
-                        write.put(Space::Hooks, position.key(&log_prefix), entry.encode());
+                        write.put(Space::Hooks, position.key(&failed_prefix), entry.encode());
                         finished += 1;
                     } else {
                         let delay = backoff(
@@ -792,29 +795,29 @@ impl Hooks {
     async fn trim_log(self: &Arc<Self>, name: &str) -> Result<(), HooksError> {
         let cutoff = outbox::now_ms()
             - (self.client.settings().delivery_log_retention_secs as i64).saturating_mul(1_000);
-        let prefix = outbox::log_prefix(name);
-        let range = KeyRange::prefix(&prefix);
-        let rows = self
-            .clone()
-            .blocking(move |hooks| {
-                Ok(hooks
-                    .store
-                    .read()?
-                    .scan(Space::Hooks, &range, 1_000, false)?)
-            })
-            .await?;
-        let mut write = WriteSet::default();
-        for (key, value) in rows {
-            if let Some(entry) = Entry::decode(&value) {
-                if entry.status == Status::Delivered && entry.finished_ms.unwrap_or(0) < cutoff {
-                    write.delete(Space::Hooks, key);
+        let prefix = outbox::status_prefix(name, Status::Delivered);
+        // Oldest first (commit order): stop at the first entry still within the retention.
+        loop {
+            let rows = self.scan(KeyRange::prefix(&prefix), 1_000).await?;
+            let mut write = WriteSet::default();
+            let mut reached_retained = rows.len() < 1_000;
+            for (key, value) in rows {
+                let finished = Entry::decode(&value)
+                    .and_then(|e| e.finished_ms)
+                    .unwrap_or(0);
+                if finished >= cutoff {
+                    reached_retained = true;
+                    break;
                 }
+                write.delete(Space::Hooks, key);
+            }
+            if !write.ops.is_empty() {
+                store_commit(&self.store, write).await?;
+            }
+            if reached_retained {
+                return Ok(());
             }
         }
-        if !write.ops.is_empty() {
-            store_commit(&self.store, write).await?;
-        }
-        Ok(())
     }
 
     /// The hook families of `/metrics`.

@@ -3,7 +3,8 @@
 //! - `o/{name}\0{version}{index}` → a pending delivery (`Entry`), written by the commit that
 //!   made the change (`WriteOp::PutAtVersion` fills in the version), so nothing uncommitted is
 //!   ever sent and nothing committed is lost
-//! - `l/{name}\0{version}{index}` → a finished delivery (`delivered` or `failed`)
+//! - `l/{name}\0{version}{index}` → a delivered event (summary only, trimmed after the retention)
+//! - `f/{name}\0{version}{index}` → a delivery given up on (with its event, for redelivery)
 //!
 //! Keys sort in commit order, so delivering each document's entries in key order delivers them
 //! in commit order per document. The event id is derived from the key: the same on every retry.
@@ -16,7 +17,8 @@ use super::event::Event;
 
 pub const DEFINITION_PREFIX: &[u8] = b"d/";
 const PENDING: u8 = b'o';
-const LOG: u8 = b'l';
+const DELIVERED: u8 = b'l';
+const FAILED: u8 = b'f';
 
 pub fn definition_key(name: &str) -> Vec<u8> {
     let mut key = DEFINITION_PREFIX.to_vec();
@@ -32,12 +34,13 @@ fn hook_prefix(state: u8, name: &str) -> Vec<u8> {
     key
 }
 
-pub fn pending_prefix(name: &str) -> Vec<u8> {
-    hook_prefix(PENDING, name)
-}
-
-pub fn log_prefix(name: &str) -> Vec<u8> {
-    hook_prefix(LOG, name)
+/// Where the entries of `status` live.
+pub fn status_prefix(name: &str, status: Status) -> Vec<u8> {
+    match status {
+        Status::Pending => hook_prefix(PENDING, name),
+        Status::Delivered => hook_prefix(DELIVERED, name),
+        Status::Failed => hook_prefix(FAILED, name),
+    }
 }
 
 /// The position of an event: its commit version and its index among the commit's changes.
@@ -181,15 +184,7 @@ impl Entry {
     }
 }
 
-pub fn rfc3339_ms(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
+pub use crate::model::timestamp::rfc3339_from_unix_ms as rfc3339_ms;
 
 pub fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
@@ -211,7 +206,7 @@ mod tests {
             index: 10,
         };
         assert_eq!(EventPosition::parse_event_id(&a.event_id()), Some(a));
-        let prefix = pending_prefix("h");
+        let prefix = status_prefix("h", Status::Pending);
         assert!(a.key(&prefix) < b.key(&prefix));
         assert_eq!(EventPosition::from_key(&prefix, &b.key(&prefix)), Some(b));
         assert_eq!(EventPosition::parse_event_id("evt_1_2"), None);

@@ -69,6 +69,18 @@ impl fmt::Display for Timestamp {
     }
 }
 
+/// RFC 3339 of a Unix time in milliseconds (`2026-11-25T10:00:00.123Z`), as the auth and hooks
+/// APIs show their bookkeeping times.
+pub fn rfc3339_from_unix_ms(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -30,6 +30,9 @@ enum Scenario {
     /// frame-received latency, deliveries vs expected, server RSS per idle connection
     /// (`--server-pid`). Raise the fd limit first (`ulimit -n 25000` for 10,000 subscribers).
     Realtime,
+    /// Creates at full speed for `--seconds` with an `after` hook on `--collection` that calls a
+    /// receiver inside this tool: trigger delivery throughput, commit → delivery lag, backlog.
+    Trigger,
 }
 
 #[derive(Debug, Clone, Parser)]
@@ -74,9 +77,17 @@ struct Args {
     /// Realtime: writes per second.
     #[arg(long, default_value_t = 100)]
     rate: u64,
+    /// Realtime: subscriber i watches `room == i % groups`; each write goes to one room, so it
+    /// reaches subscribers/groups of them.
+    #[arg(long, default_value_t = 1)]
+    groups: usize,
     /// Realtime: the server's pid, to read its RSS from /proc.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Create: register a `before` hook on `--collection` calling a function inside this tool
+    /// that allows every write (the hook's added latency).
+    #[arg(long)]
+    before_hook: bool,
     /// Write one document's GET response body here after seeding (the baseline serves it).
     #[arg(long)]
     sample_body: Option<std::path::PathBuf>,
@@ -115,6 +126,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             rate: args.rate,
             seconds: args.seconds,
             server_pid: args.server_pid,
+            groups: args.groups,
         })
         .await?;
         println!("{report}");
@@ -123,6 +135,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency * 2)
         .build()?;
+    if let Scenario::Trigger = args.scenario {
+        return trigger(&client, Arc::new(args)).await;
+    }
+    // Kept alive for the whole measurement.
+    let _function = if args.before_hook {
+        Some(register_allow_hook(&client, &args).await?)
+    } else {
+        None
+    };
     let args = Arc::new(args);
     match args.scenario {
         Scenario::Get if !args.no_seed => seed(&client, &args, false).await?,
@@ -160,6 +181,107 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("{report}");
     if errors > 0 {
         anyhow::bail!("{errors} requests failed");
+    }
+    Ok(())
+}
+
+const HOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+async fn put_hook(
+    client: &reqwest::Client,
+    args: &Args,
+    name: &str,
+    hook: Json,
+) -> anyhow::Result<()> {
+    let response = client
+        .put(format!("{}/v1/admin/hooks/{name}", args.url))
+        .bearer_auth(&args.key)
+        .json(&hook)
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        anyhow::bail!("registering hook {name} failed: {}", response.text().await?);
+    }
+    Ok(())
+}
+
+/// A function in this process that allows every write, registered as a `before` hook.
+async fn register_allow_hook(
+    client: &reqwest::Client,
+    args: &Args,
+) -> anyhow::Result<hearth_tests::function::FunctionServer> {
+    use hearth_tests::function::{FunctionServer, Reply};
+    let function = FunctionServer::start(|_| Reply::Json(200, json!({"allow": true}))).await?;
+    put_hook(client, args, &format!("bench-before-{}", args.collection), json!({
+        "events": ["document.create"], "match": format!("{}/{{id}}", args.collection),
+        "mode": "before", "url": function.url("/allow"), "secret": HOOK_SECRET, "timeoutMs": 5000,
+    }))
+    .await?;
+    Ok(function)
+}
+
+/// Trigger delivery under sustained writes: throughput while writing and until the backlog
+/// drains, and the lag from the commit (the event's `time`) to its arrival.
+async fn trigger(client: &reqwest::Client, args: Arc<Args>) -> anyhow::Result<()> {
+    use hearth_tests::function::{FunctionServer, Reply};
+    let receiver = FunctionServer::start(|_| Reply::Json(204, json!(null))).await?;
+    put_hook(client, &args, &format!("bench-after-{}", args.collection), json!({
+        "events": ["document.create"], "match": format!("{}/{{id}}", args.collection),
+        "mode": "after", "url": receiver.url("/events"), "secret": HOOK_SECRET, "timeoutMs": 5000,
+    }))
+    .await?;
+    let args = Arc::new(Args {
+        scenario: Scenario::Create,
+        ..(*args).clone()
+    });
+    let (histogram, errors, elapsed) =
+        measure(client, &args, Duration::from_secs(args.seconds)).await?;
+    let written = histogram.len() as usize;
+    let delivered_while_writing = receiver.call_count();
+    let drain_started = Instant::now();
+    while receiver.call_count() < written && drain_started.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let drained_after = drain_started.elapsed();
+    let calls = receiver.calls();
+    let mut lag = Histogram::<u64>::new(3).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut ids = std::collections::HashSet::new();
+    for call in &calls {
+        let event = call.json();
+        ids.insert(event["id"].as_str().unwrap_or_default().to_string());
+        let committed = event["time"].as_str().and_then(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        });
+        if let Some(committed) = committed {
+            let received = time::OffsetDateTime::from(call.received_at);
+            let micros = (received - committed).whole_microseconds().max(0) as u64;
+            lag.record(micros).map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+    }
+    let total = elapsed + drained_after;
+    let report = json!({
+        "scenario": "trigger",
+        "concurrency": args.concurrency,
+        "write_seconds": elapsed.as_secs_f64(),
+        "writes": written,
+        "write_errors": errors,
+        "writes_per_s": (written as f64 / elapsed.as_secs_f64()).round(),
+        "delivered_while_writing": delivered_while_writing,
+        "backlog_when_writes_stopped": written.saturating_sub(delivered_while_writing),
+        "drain_seconds": drained_after.as_secs_f64(),
+        "events_delivered": ids.len(),
+        "calls": calls.len(),
+        "delivery_per_s": (ids.len() as f64 / total.as_secs_f64()).round(),
+        "lag_p50_ms": lag.value_at_quantile(0.50) as f64 / 1000.0,
+        "lag_p99_ms": lag.value_at_quantile(0.99) as f64 / 1000.0,
+        "lag_max_ms": lag.max() as f64 / 1000.0,
+    });
+    println!("{report}");
+    if ids.len() < written {
+        anyhow::bail!(
+            "{} of {written} events were not delivered",
+            written - ids.len()
+        );
     }
     Ok(())
 }
@@ -310,7 +432,9 @@ async fn measure(
                         "limit": 20
                     })),
                     Scenario::Raw => client.get(format!("{}/", args.url)),
-                    Scenario::Realtime => anyhow::bail!("realtime runs in realtime_load::run"),
+                    Scenario::Realtime | Scenario::Trigger => {
+                        anyhow::bail!("this scenario has its own runner")
+                    }
                     Scenario::Login => {
                         let i = rng.random_range(0..args.users.max(1));
                         client
