@@ -126,6 +126,15 @@ async fn rest_writes_that_break_the_schema_get_400_listing_every_violation() {
         json!({"owner": "u1", "title": "hello", "n": 6})
     );
 
+    // The admin API shows what is enforced.
+    let listed = server
+        .send(server.admin(Method::GET, "/v1/admin/schemas"))
+        .await;
+    assert_eq!(
+        listed.body,
+        json!({"schemas": {"posts": post_schema(), "users/{uid}/notes": {"type": "object", "required": ["text"]}}})
+    );
+
     // Wildcard patterns reach nested collections; other collections have no schema.
     let note = server
         .put_doc("users/u1/notes/n1", json!({"body": "x"}))

@@ -1,5 +1,5 @@
-//! `/v1/admin/*` routes of the project's data as a whole (service key only): migrations status
-//! and the export stream.
+//! `/v1/admin/*` routes of the project's data as a whole (service key only): migrations status,
+//! collection schemas and the export stream.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
@@ -29,6 +29,15 @@ pub async fn migrations_status(
     .await?;
     let tracks: Vec<serde_json::Value> = plans.iter().map(|plan| plan.status()).collect();
     Ok(HttpResponse::Ok().json(json!({ "tracks": tracks })))
+}
+
+/// `GET /v1/admin/schemas`: the JSON Schema of every collection pattern that has one.
+pub async fn schemas(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    Caller::require_service(&request, &state).await?;
+    Ok(HttpResponse::Ok().json(json!({ "schemas": state.docs.schemas().sources() })))
 }
 
 /// `GET /v1/admin/export`: a consistent snapshot as JSON Lines (`application/x-ndjson`),

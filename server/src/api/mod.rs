@@ -160,6 +160,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/v1/admin/migrations",
             web::get().to(admin_data::migrations_status),
         )
+        .route("/v1/admin/schemas", web::get().to(admin_data::schemas))
         .route("/v1/admin/export", web::get().to(admin_data::export))
         .service(
             web::resource("/v1/docs/{path:.*}")
