@@ -549,6 +549,10 @@ async fn bad_migration_files_are_refused_with_file_step_and_reason_before_anythi
             "0002_bad.json: step 1 (validateSchema): 'posts/p1' is not a collection path",
         ),
         (
+            vec![("0002_bad.json", json!({"steps": [{"step": "validateSchema", "collection": "posts", "schema": {}, "existing": "sometimes"}]}).to_string())],
+            "0002_bad.json: step 1 (validateSchema): \"existing\" is \"ignore\" (the default) or \"check\"",
+        ),
+        (
             vec![("0002_bad.json", json!({"steps": [{"step": "setRules", "file": "broken.rules"}]}).to_string())],
             "0002_bad.json: step 1 (setRules): the rules file does not parse",
         ),
@@ -906,4 +910,63 @@ async fn a_data_step_that_would_break_a_schema_stops_names_the_documents_and_res
             "posts/p{i:02}"
         );
     }
+}
+
+#[tokio::test]
+async fn validate_schema_with_existing_check_refuses_while_stored_documents_break_it() {
+    let server = TestServer::start().await;
+    server.put_doc("posts/ok", json!({"owner": "u1"})).await;
+    server.put_doc("posts/bad1", json!({"owner": 1})).await;
+    server.put_doc("posts/bad2", json!({})).await;
+    let mut server = server;
+    server.kill9().await;
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("migrations");
+    write_json(
+        &dir,
+        "0001_strict.json",
+        &json!({"steps": [
+            {"step": "seed", "documents": [{"path": "marks/m", "data": {}}]},
+            {"step": "validateSchema", "collection": "posts", "existing": "check",
+             "schema": {"type": "object", "required": ["owner"], "properties": {"owner": {"type": "string"}}}}
+        ]}),
+    );
+    let data_dir = server.data_dir.clone();
+    let args = [
+        "migrate",
+        "up",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--migrations",
+        dir.to_str().unwrap(),
+    ];
+    let refused = run_hearth(&args, &[]).await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr).to_string();
+    let listed: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("  posts/"))
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            "posts/bad1 /owner: 1 is not of type \"string\"",
+            "posts/bad2 /: \"owner\" is a required property"
+        ],
+        "{stderr}"
+    );
+    // The whole group is unapplied: not even the seed before the schema step.
+    assert!(!exported_documents(&data_dir).await.contains_key("marks/m"));
+
+    server.restart().await;
+    server.put_doc("posts/bad1", json!({"owner": "u2"})).await;
+    server.delete_doc("posts/bad2").await;
+    server.kill9().await;
+    let applied = run_hearth(&args, &[]).await;
+    assert!(applied.status.success(), "{}", text(&applied));
+    let restarted = TestServer::start_in(&data_dir, Vec::new()).await;
+    let refused = restarted.put_doc("posts/new", json!({"owner": 3})).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(get_data(&restarted, "marks/m").await, json!({}));
 }

@@ -112,11 +112,52 @@ impl Runner<'_> {
                 .position(|s| s.is_data_step() || matches!(s, Step::SetHooks { .. }))
                 .map_or(steps.len(), |offset| index + offset);
             let group = &steps[index..end];
+            self.check_existing_documents(index, group).await?;
             let mark = self.mark_after(end);
             self.commit_group(group, mark)
                 .await
                 .map_err(|err| self.step_failed(index, err))?;
             index = end;
+        }
+        Ok(())
+    }
+
+    /// Refuses a `validateSchema` step with `"existing": "check"` while stored documents of its
+    /// collection break the schema, listing them (up to the violation cap). Runs before the
+    /// group commits, so a refusal leaves the group unapplied.
+    async fn check_existing_documents(
+        &self,
+        first: usize,
+        group: &[Step],
+    ) -> Result<(), MigrationError> {
+        for (offset, step) in group.iter().enumerate() {
+            let Step::ValidateSchema {
+                collection,
+                schema: Some(schema),
+                check_existing: true,
+            } = step
+            else {
+                continue;
+            };
+            let mut sources = std::collections::BTreeMap::new();
+            sources.insert(collection.as_str().to_string(), schema.clone());
+            let set = SchemaSet::from_sources(sources)
+                .map_err(|err| self.step_failed(first + offset, MigrationError::Io(err)))?;
+            let store = self.services.store.clone();
+            let pattern = collection.clone();
+            let violations =
+                tokio::task::spawn_blocking(move || existing_violations(&store, &pattern, &set))
+                    .await
+                    .map_err(|err| {
+                        MigrationError::Io(format!("a schema check task failed: {err}"))
+                    })?
+                    .map_err(|err| self.step_failed(first + offset, err))?;
+            if !violations.is_empty() {
+                return Err(self.step_failed(
+                    first + offset,
+                    MigrationError::Docs(DocsError::SchemaViolation(violations)),
+                ));
+            }
         }
         Ok(())
     }
@@ -146,7 +187,10 @@ impl Runner<'_> {
             MigrationError::Docs(DocsError::SchemaViolation(violations)) => {
                 let lines: Vec<String> = violations
                     .iter()
-                    .map(|v| format!("{} {}: {}", v.document, v.field, v.message))
+                    .map(|v| {
+                        let field = if v.field.is_empty() { "/" } else { &v.field };
+                        format!("{} {field}: {}", v.document, v.message)
+                    })
                     .collect();
                 format!(
                     "documents would break their schema:\n  {}",
@@ -426,7 +470,9 @@ fn stage_project_data(
                 policies.grants.retain(|g| g != grant);
                 policies_changed |= policies.grants.len() != before;
             }
-            Step::ValidateSchema { collection, schema } => {
+            Step::ValidateSchema {
+                collection, schema, ..
+            } => {
                 match schema {
                     Some(schema) => schemas.insert(collection.as_str().to_string(), schema.clone()),
                     None => schemas.remove(collection.as_str()),
@@ -489,6 +535,42 @@ fn stage_project_data(
 
 fn wire_fields(fields: &[(FieldPath, Direction)]) -> Vec<(String, Direction)> {
     fields.iter().map(|(f, d)| (f.to_string(), *d)).collect()
+}
+
+/// Violations reported by an `"existing": "check"` at most.
+const MAX_EXISTING_VIOLATIONS: usize = 100;
+
+/// Stored documents of `pattern`'s collections that break `set`, scanned in bounded chunks.
+fn existing_violations(
+    store: &SharedStore,
+    pattern: &crate::docs::schema::CollectionPattern,
+    set: &SchemaSet,
+) -> Result<Vec<schema::Violation>, MigrationError> {
+    let view = store.read()?;
+    let range = KeyRange::prefix(&group_prefix(pattern.collection_id()));
+    let mut next = range.clone();
+    let mut found = Vec::new();
+    loop {
+        let entries = view.scan(Space::Documents, &next, 1_000, false)?;
+        for (key, bytes) in &entries {
+            let Some(path) = document_path_from_key(key) else {
+                continue;
+            };
+            if !pattern.matches(&path.collection()) {
+                continue;
+            }
+            let document = Document::decode_from_store(path, bytes).map_err(DocsError::from)?;
+            found.extend(set.violations(&document));
+            if found.len() >= MAX_EXISTING_VIOLATIONS {
+                found.truncate(MAX_EXISTING_VIOLATIONS);
+                return Ok(found);
+            }
+        }
+        match entries.last() {
+            Some((key, _)) if entries.len() == 1_000 => next = range.after(key),
+            _ => return Ok(found),
+        }
+    }
 }
 
 struct Batch {

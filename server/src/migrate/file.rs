@@ -68,6 +68,8 @@ pub enum Step {
         collection: CollectionPattern,
         /// `None` removes the collection's schema.
         schema: Option<Json>,
+        /// `"existing": "check"`: refuse the step while a stored document breaks the schema.
+        check_existing: bool,
     },
     RenameField {
         target: Target,
@@ -317,7 +319,7 @@ fn allowed_keys(kind: &str) -> Option<&'static [&'static str]> {
         "setHooks" => &["hooks"],
         "grantRole" | "revokeRole" => &["uid", "role", "domain"],
         "seed" => &["documents"],
-        "validateSchema" => &["collection", "schema"],
+        "validateSchema" => &["collection", "schema", "existing"],
         "renameField" => &["collection", "from", "to", "batchSize"],
         "setDefault" => &["collection", "field", "value", "batchSize"],
         "deleteField" => &["collection", "field", "batchSize"],
@@ -511,7 +513,22 @@ fn parse_step(
                     Some(schema.clone())
                 }
             };
-            Ok(Step::ValidateSchema { collection, schema })
+            let check_existing = match object.get("existing") {
+                None => false,
+                Some(Json::String(mode)) if mode == "ignore" => false,
+                Some(Json::String(mode)) if mode == "check" => true,
+                Some(_) => {
+                    return Err("\"existing\" is \"ignore\" (the default) or \"check\"".into())
+                }
+            };
+            if check_existing && schema.is_none() {
+                return Err("\"existing\": \"check\" needs a schema".into());
+            }
+            Ok(Step::ValidateSchema {
+                collection,
+                schema,
+                check_existing,
+            })
         }
         "renameField" => {
             let from = field_path("from")?;

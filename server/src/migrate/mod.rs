@@ -131,9 +131,10 @@ pub enum MigrationError {
     Refused(Vec<Problem>),
     #[error("{0}")]
     Io(String),
-    /// A step failed while applying; the steps before it stay applied and recorded, so the
-    /// next run resumes here.
-    #[error("{file}: step {step} ({kind}) failed: {reason}\n(the steps before it are applied and recorded; fix the cause and run again to resume at this step, with the file unchanged)")]
+    /// A step failed while applying. Earlier commits (previous groups, migrations and data
+    /// batches) stay applied and recorded; the failing group or batch is not, so the next run
+    /// resumes exactly there.
+    #[error("{file}: step {step} ({kind}) failed: {reason}\n(what earlier commits of the run applied stays applied and recorded; fix the cause and run again to resume here, with the file unchanged)")]
     StepFailed {
         file: String,
         step: usize,
