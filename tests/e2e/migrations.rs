@@ -553,6 +553,10 @@ async fn bad_migration_files_are_refused_with_file_step_and_reason_before_anythi
             "0002_bad.json: step 1 (validateSchema): \"existing\" is \"ignore\" (the default) or \"check\"",
         ),
         (
+            vec![("0002_bad.json", json!({"steps": [{"step": "setRules", "file": "missing.rules"}, {"step": "setHooks", "hooks": {}}]}).to_string())],
+            "0002_bad.json: step 2 (setHooks): \"hooks\" must be an array",
+        ),
+        (
             vec![("0002_bad.json", json!({"steps": [{"step": "setRules", "file": "broken.rules"}]}).to_string())],
             "0002_bad.json: step 1 (setRules): the rules file does not parse",
         ),
@@ -969,4 +973,61 @@ async fn validate_schema_with_existing_check_refuses_while_stored_documents_brea
     let refused = restarted.put_doc("posts/new", json!({"owner": 3})).await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
     assert_eq!(get_data(&restarted, "marks/m").await, json!({}));
+}
+
+#[tokio::test]
+async fn a_seed_that_breaks_a_schema_of_its_own_migration_refuses_the_whole_transaction() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("migrations");
+    let data = temp.path().join("data");
+    write_json(
+        &dir,
+        "0001_strict.json",
+        &json!({"steps": [
+            {"step": "createIndex", "collection": "posts", "fields": [["owner", "asc"], ["n", "asc"]]},
+            {"step": "validateSchema", "collection": "posts", "schema": {"type": "object", "required": ["owner"]}},
+            {"step": "seed", "documents": [{"path": "posts/fine", "data": {"owner": "u1"}}, {"path": "posts/broken", "data": {"n": 1}}]}
+        ]}),
+    );
+    let up = run_hearth(
+        &[
+            "migrate",
+            "up",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--migrations",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert!(!up.status.success());
+    let stderr = String::from_utf8_lossy(&up.stderr).to_string();
+    assert!(
+        stderr.lines().any(|l| {
+            l
+            == "error: 0001_strict.json: step 3 (seed) failed: documents would break their schema:"
+        }),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l == "  posts/broken /: \"owner\" is a required property"),
+        "{stderr}"
+    );
+    // One transaction: no index, no schema, no document, no record.
+    let server = TestServer::start_in(&data, Vec::new()).await;
+    let indexes = server
+        .send(server.admin(Method::GET, "/v1/admin/indexes"))
+        .await;
+    assert_eq!(indexes.body["indexes"], json!([]));
+    let schemas = server
+        .send(server.admin(Method::GET, "/v1/admin/schemas"))
+        .await;
+    assert_eq!(schemas.body["schemas"], json!({}));
+    assert_eq!(
+        server.get_doc("posts/fine").await.status,
+        StatusCode::NOT_FOUND
+    );
 }

@@ -114,9 +114,10 @@ impl Runner<'_> {
             let group = &steps[index..end];
             self.check_existing_documents(index, group).await?;
             let mark = self.mark_after(end);
-            self.commit_group(group, mark)
-                .await
-                .map_err(|err| self.step_failed(index, err))?;
+            self.commit_group(group, mark).await.map_err(|err| {
+                let step = blamed_step(group, &err).map_or(index, |offset| index + offset);
+                self.step_failed(step, err)
+            })?;
             index = end;
         }
         Ok(())
@@ -535,6 +536,19 @@ fn stage_project_data(
 
 fn wire_fields(fields: &[(FieldPath, Direction)]) -> Vec<(String, Direction)> {
     fields.iter().map(|(f, d)| (f.to_string(), *d)).collect()
+}
+
+/// The step of a group a commit error comes from, when it can be told: the seed holding the
+/// first document that broke a schema.
+fn blamed_step(group: &[Step], err: &MigrationError) -> Option<usize> {
+    let MigrationError::Docs(DocsError::SchemaViolation(violations)) = err else {
+        return None;
+    };
+    let document = &violations.first()?.document;
+    group.iter().position(|step| match step {
+        Step::Seed { documents } => documents.iter().any(|(path, _)| path.as_str() == document),
+        _ => false,
+    })
 }
 
 /// Violations reported by an `"existing": "check"` at most.
