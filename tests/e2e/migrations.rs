@@ -1031,3 +1031,107 @@ async fn a_seed_that_breaks_a_schema_of_its_own_migration_refuses_the_whole_tran
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn migrations_apply_through_the_admin_api_while_clients_write_and_listen() {
+    use hearth_tests::realtime::RealtimeClient;
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("migrations");
+    write_json(&dir, "0001_empty.json", &json!({"steps": []}));
+    let server = TestServer::start_with(migrations_env(&dir)).await;
+    let writes: Vec<Json> = (0..2_000)
+        .map(|i| json!({"op": "set", "path": format!("posts/p{i:04}"), "data": {"n": i}}))
+        .collect();
+    for chunk in writes.chunks(500) {
+        assert_eq!(
+            server.batch(json!({ "writes": chunk })).await.status,
+            StatusCode::OK
+        );
+    }
+    let mut listener = RealtimeClient::connect(&server.url).await.unwrap();
+    listener.auth(SERVICE_KEY).await.unwrap();
+    listener
+        .subscribe_doc("d", "posts/p0001", None)
+        .await
+        .unwrap();
+    assert_eq!(listener.next_message().await.unwrap()["type"], "snapshot");
+
+    // Deploy: a new file, then the call. Clients keep writing meanwhile.
+    write_json(
+        &dir,
+        "0002_owners.json",
+        &json!({"steps": [
+            {"step": "setDefault", "collection": "posts", "field": "owner", "value": "nobody", "batchSize": 100},
+            {"step": "validateSchema", "collection": "posts", "existing": "check",
+             "schema": {"type": "object", "required": ["owner"]}}
+        ]}),
+    );
+    let writer_url = server.url.clone();
+    let writer = tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        for i in 0..200 {
+            let response = client
+                .put(format!(
+                    "{writer_url}/v1/docs/posts/p{:04}",
+                    (i * 7) % 2_000
+                ))
+                .bearer_auth(SERVICE_KEY)
+                .json(&json!({"n": i, "owner": "writer"}))
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                response.status().is_success(),
+                "{}",
+                response.text().await.unwrap()
+            );
+        }
+    });
+    let up = server
+        .send(server.admin(Method::POST, "/v1/admin/migrations/up"))
+        .await;
+    writer.await.unwrap();
+    assert_eq!(up.status, StatusCode::OK, "{}", up.text);
+    assert_eq!(up.body, json!({"applied": ["app/0002_owners.json"]}));
+    // Every document has an owner: the default, or the writer's.
+    let owned = server
+        .query(json!({"from": "posts", "where": ["owner", "in", ["nobody", "writer"]], "aggregate": {"count": true}}))
+        .await;
+    assert_eq!(owned.body["aggregates"]["count"], json!(2_000));
+    // The schema is live without a restart, and the listener heard the data step's change.
+    assert_eq!(
+        server.put_doc("posts/x", json!({"n": 1})).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let change = listener.next_message().await.unwrap();
+    assert_eq!(change["type"], "changes", "{change}");
+    assert_eq!(
+        change["changes"][0]["doc"]["data"]["owner"],
+        json!("nobody")
+    );
+
+    let again = server
+        .send(server.admin(Method::POST, "/v1/admin/migrations/up"))
+        .await;
+    assert_eq!(again.body, json!({"applied": []}));
+
+    // A bad file is refused with its problems; nothing of it applies.
+    write_json(
+        &dir,
+        "0003_bad.json",
+        &json!({"steps": [{"step": "seed", "documents": [{"path": "marks/m", "data": {}}]}, {"step": "nope"}]}),
+    );
+    let refused = server
+        .send(server.admin(Method::POST, "/v1/admin/migrations/up"))
+        .await;
+    assert_eq!(refused.status, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(refused.error_code(), "failed_precondition");
+    assert_eq!(
+        refused.body["error"]["details"]["problems"],
+        json!(["0003_bad.json: step 2 (nope): unknown step \"nope\"; known: createIndex, dropIndex, setRules, setHooks, grantRole, revokeRole, seed, validateSchema, renameField, setDefault, deleteField, transform"])
+    );
+    assert_eq!(
+        server.get_doc("marks/m").await.status,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -83,6 +83,7 @@ async fn openapi_describes_every_route() {
         "/v1/admin/hooks/{name}/deliveries",
         "/v1/admin/hooks/{name}/deliveries/{id}/redeliver",
         "/v1/admin/migrations",
+        "/v1/admin/migrations/up",
         "/v1/admin/schemas",
         "/v1/admin/export",
     ] {

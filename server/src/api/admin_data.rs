@@ -31,6 +31,31 @@ pub async fn migrations_status(
     Ok(HttpResponse::Ok().json(json!({ "tracks": tracks })))
 }
 
+/// `POST /v1/admin/migrations/up`: applies what is pending in the server's `--migrations`
+/// folder (and its own migrations) while it serves: a deploy adds files, then calls this. One
+/// run at a time; client writes go on meanwhile (data steps commit with version checks).
+pub async fn migrations_up(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    Caller::require_service(&request, &state).await?;
+    let _one_run = MIGRATION_RUN.lock().await;
+    let (validator, put) = crate::migrate::hooks_bridge(&state.hooks);
+    let services = crate::migrate::Services {
+        store: state.store.clone(),
+        docs: state.docs.clone(),
+        roles: state.roles.clone(),
+        hooks: Some(put),
+    };
+    let applied =
+        crate::migrate::migrate_all(&services, state.migrations_dir.as_deref(), Some(validator))
+            .await?;
+    Ok(HttpResponse::Ok().json(json!({ "applied": applied })))
+}
+
+/// Serialises migration runs through the admin API.
+static MIGRATION_RUN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// `GET /v1/admin/schemas`: the JSON Schema of every collection pattern that has one.
 pub async fn schemas(
     request: HttpRequest,

@@ -160,6 +160,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/v1/admin/migrations",
             web::get().to(admin_data::migrations_status),
         )
+        .route(
+            "/v1/admin/migrations/up",
+            web::post().to(admin_data::migrations_up),
+        )
         .route("/v1/admin/schemas", web::get().to(admin_data::schemas))
         .route("/v1/admin/export", web::get().to(admin_data::export))
         .service(
