@@ -1003,3 +1003,59 @@ async fn a_hook_gets_at_most_its_share_of_connections() {
         .iter()
         .all(|r| r.text.contains("busy") || r.text.contains("in time")));
 }
+
+#[tokio::test]
+async fn before_delete_hooks_can_protect_documents_but_cannot_replace_data() {
+    let function = FunctionServer::start(|call| {
+        let event = call.json();
+        assert_eq!(event["type"], "dev.hearth.document.beforeDelete");
+        assert_eq!(event["data"]["after"], Json::Null);
+        match event["data"]["before"]["data"]["state"].as_str() {
+            Some("locked") => Reply::Json(200, json!({"allow": false, "message": "locked"})),
+            Some("weird") => Reply::Json(200, json!({"allow": true, "data": {"x": 1}})),
+            _ => Reply::Json(200, json!({"allow": true})),
+        }
+    })
+    .await
+    .unwrap();
+    let server = TestServer::start().await;
+    server
+        .put_hook(
+            "guard",
+            hook(
+                &function.url("/"),
+                "before",
+                &["document.delete"],
+                "files/{id}",
+            ),
+        )
+        .await;
+    for (id, state) in [("a", "open"), ("b", "locked"), ("c", "weird")] {
+        server
+            .put_doc(&format!("files/{id}"), json!({"state": state}))
+            .await;
+    }
+    assert_eq!(function.calls().len(), 0, "creates are not delete events");
+    assert_eq!(
+        server.delete_doc("files/a").await.status,
+        StatusCode::NO_CONTENT
+    );
+    let locked = server.delete_doc("files/b").await;
+    assert_eq!(locked.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(locked.body["error"]["message"], "locked");
+    assert!(server.get_doc("files/b").await.status.is_success());
+    // `data` on a delete is an invalid answer: onFailure (reject) applies.
+    let weird = server.delete_doc("files/c").await;
+    assert_eq!(
+        weird.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        weird.text
+    );
+    assert!(weird.text.contains("cannot replace"), "{}", weird.text);
+    assert!(server.get_doc("files/c").await.status.is_success());
+    // Deleting what does not exist changes nothing, so no hook runs.
+    let calls = function.calls().len();
+    server.delete_doc("files/none").await;
+    assert_eq!(function.calls().len(), calls);
+}

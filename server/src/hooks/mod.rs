@@ -173,15 +173,17 @@ impl Hooks {
                 .map_err(|problems| {
                     HooksError::Corrupt(format!("hook '{name}': {}", problems.join("; ")))
                 })?;
-            // Counting reads keys only once per start; afterwards commits and deliveries keep
-            // the gauge current.
-            let pending = view.scan(
-                Space::Hooks,
-                &KeyRange::prefix(&outbox::status_prefix(&name, Status::Pending)),
-                usize::MAX,
-                false,
-            )?;
-            depths.push((name, pending.len() as i64));
+            // Counted once per start, in pages so a large backlog does not sit in memory;
+            // afterwards commits and deliveries keep the gauge current.
+            let mut range = KeyRange::prefix(&outbox::status_prefix(&name, Status::Pending));
+            let mut pending = 0i64;
+            loop {
+                let page = view.scan(Space::Hooks, &range, 10_000, false)?;
+                let Some((last, _)) = page.last() else { break };
+                range = range.after(last);
+                pending += page.len() as i64;
+            }
+            depths.push((name, pending));
             definitions.push(definition);
         }
         Ok((definitions, depths))
