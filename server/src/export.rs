@@ -15,7 +15,8 @@
 //! - `end`: counts, so a truncated export is detected.
 //!
 //! Derived data is not exported: index entries are rebuilt by the import, and the change log
-//! starts afresh (realtime clients resume with a new snapshot). Documents get new versions.
+//! starts afresh (realtime clients resume with a new snapshot). Documents keep their versions
+//! (so ETags stay valid); the store continues above the highest.
 
 use std::io::{BufRead as _, BufWriter, Write as _};
 use std::path::Path;
@@ -200,8 +201,8 @@ pub fn write_snapshot(
             );
             out.extend_from_slice(
                 format!(
-                    ",\"createTime\":\"{}\",\"updateTime\":\"{}\",\"data\":",
-                    header.create_time, header.update_time
+                    ",\"version\":{},\"createTime\":\"{}\",\"updateTime\":\"{}\",\"data\":",
+                    header.version, header.create_time, header.update_time
                 )
                 .as_bytes(),
             );
@@ -442,6 +443,7 @@ pub fn import_from_dir(store: &dyn Store, dir: &Path) -> Result<Counts, ExportEr
         .map_err(|err| ExportError::Invalid(err.to_string()))?;
 
     let mut in_batch = 0usize;
+    let mut highest_version = header["storeVersion"].as_u64().unwrap_or(0);
     for_each_line(&dir.join(DOCUMENTS_FILE), &mut |number, record| {
         let document = document_from_line(&record)
             .map_err(|reason| bad_line(DOCUMENTS_FILE, number, &reason))?;
@@ -449,7 +451,14 @@ pub fn import_from_dir(store: &dyn Store, dir: &Path) -> Result<Counts, ExportEr
         for (entry, doc_key) in entries_for(&document, &key, &catalog) {
             batch.put(Space::Index, entry, doc_key);
         }
-        batch.put_versioned(Space::Documents, key, document.encode_for_store());
+        // The document keeps its version (its ETag stays valid); exports without one get
+        // the commit's.
+        if document.version > 0 {
+            highest_version = highest_version.max(document.version);
+            batch.put(Space::Documents, key, document.encode_for_store());
+        } else {
+            batch.put_versioned(Space::Documents, key, document.encode_for_store());
+        }
         counts.documents += 1;
         in_batch += 1;
         if in_batch == IMPORT_BATCH {
@@ -472,6 +481,8 @@ pub fn import_from_dir(store: &dyn Store, dir: &Path) -> Result<Counts, ExportEr
     }
     let mut done = WriteSet::default();
     done.delete(Space::Meta, IMPORT_MARKER.to_vec());
+    // Every later commit gets a version above every restored document's.
+    done.min_version = Some(highest_version + 1);
     in_flight.submit(store, done)?;
     in_flight.drain()?;
     Ok(counts)
@@ -585,12 +596,18 @@ fn document_from_line(record: &Json) -> Result<Document, String> {
         Value::Map(map) => map,
         _ => return Err("\"data\" must be an object".into()),
     };
+    let version = match &record["version"] {
+        Json::Null => 0,
+        value => value
+            .as_u64()
+            .ok_or("\"version\" must be a non-negative integer")?,
+    };
     Ok(Document {
         path,
         data,
         create_time: time("createTime")?,
         update_time: time("updateTime")?,
-        version: 0,
+        version,
     })
 }
 

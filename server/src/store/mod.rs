@@ -152,6 +152,9 @@ pub struct WriteSet {
     pub ops: Vec<WriteOp>,
     /// Stored in the change log under the commit's version.
     pub change: Option<Vec<u8>>,
+    /// The commit (and every later one) gets a version of at least this: an import keeps the
+    /// versions of the documents it restores and continues after them.
+    pub min_version: Option<u64>,
 }
 
 impl WriteSet {

@@ -383,6 +383,9 @@ impl Writer {
                     results.push(Err(CommitError::Conflict));
                     continue;
                 }
+                if let Some(min) = write_set.min_version {
+                    self.next_version = self.next_version.max(min);
+                }
                 let version = self.next_version;
                 self.next_version += 1;
                 for op in &write_set.ops {
