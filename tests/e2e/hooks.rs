@@ -1059,3 +1059,53 @@ async fn before_delete_hooks_can_protect_documents_but_cannot_replace_data() {
     server.delete_doc("files/none").await;
     assert_eq!(function.calls().len(), calls);
 }
+
+#[tokio::test]
+async fn the_schema_judges_the_data_a_before_hook_leaves() {
+    let function = FunctionServer::start(|call| {
+        let mut data = proposed(call);
+        if data["title"].is_null() {
+            data["title"] = json!("untitled");
+        }
+        if data["break"] == true {
+            data["title"] = json!(42);
+        }
+        Reply::Json(200, json!({"allow": true, "data": data}))
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let migration = json!({"steps": [{"step": "validateSchema", "collection": "notes",
+        "schema": {"type": "object", "required": ["title"], "properties": {"title": {"type": "string"}}}}]});
+    std::fs::write(dir.path().join("0001_schema.json"), migration.to_string()).unwrap();
+    let server = TestServer::start_with(vec![(
+        "HEARTH_MIGRATIONS".into(),
+        dir.path().display().to_string(),
+    )])
+    .await;
+    server
+        .put_hook(
+            "defaults",
+            hook(
+                &function.url("/"),
+                "before",
+                &["document.create"],
+                "notes/{id}",
+            ),
+        )
+        .await;
+    // The client's data lacks the required title; the hook supplies it.
+    let filled = server.put_doc("notes/a", json!({"text": "hi"})).await;
+    assert!(filled.status.is_success(), "{}", filled.text);
+    assert_eq!(filled.body["data"]["title"], "untitled");
+    // The hook's replacement breaks the schema: refused, nothing stored.
+    let broken = server
+        .put_doc("notes/b", json!({"title": "ok", "break": true}))
+        .await;
+    assert_eq!(broken.status, StatusCode::BAD_REQUEST, "{}", broken.text);
+    assert!(broken.text.contains("title"), "{}", broken.text);
+    assert_eq!(
+        server.get_doc("notes/b").await.status,
+        StatusCode::NOT_FOUND
+    );
+}

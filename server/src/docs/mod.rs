@@ -239,7 +239,15 @@ impl Docs {
             let access = access.clone();
             let stage = stage.clone();
             let prepared = self
-                .blocking(move |docs| docs.prepare(&input, &catalog, &access, stage.as_deref()))
+                .blocking(move |docs| {
+                    docs.prepare(
+                        &input,
+                        &catalog,
+                        &access,
+                        stage.as_deref(),
+                        Schemas::Enforce,
+                    )
+                })
                 .await?;
             match commit(self.store.as_ref(), prepared.write_set).await {
                 Ok(version) => {
@@ -297,7 +305,10 @@ impl Docs {
         let input = Arc::new(writes.clone());
         let probe_access = access.clone();
         let prepared = self
-            .blocking(move |docs| docs.prepare(&input, &catalog, &probe_access, None))
+            .blocking(move |docs| {
+                // The schemas judge what will be stored: the data after the hooks.
+                docs.prepare(&input, &catalog, &probe_access, None, Schemas::Skip)
+            })
             .await?;
         let auth = access.event_auth();
         let mut calls = Vec::new();
@@ -355,6 +366,7 @@ impl Docs {
         catalog: &CatalogSnapshot,
         access: &Access,
         stage: Option<&Stage>,
+        schemas_check: Schemas,
     ) -> Result<Prepared, DocsError> {
         let view = self.store.read()?;
         let staged = stage.map(|stage| stage(view.as_ref())).transpose()?;
@@ -450,7 +462,7 @@ impl Docs {
             Some(staged_schemas) => staged_schemas,
             None => self.schemas.current(),
         };
-        if !schemas.is_empty() {
+        if schemas_check == Schemas::Enforce && !schemas.is_empty() {
             let violations: Vec<schema::Violation> = results
                 .iter()
                 .filter(|r| {
@@ -949,6 +961,14 @@ pub type Stage = dyn Fn(&dyn ReadView) -> Result<Staged, DocsError> + Send + Syn
 pub struct Staged {
     pub write_set: WriteSet,
     pub schemas: Option<Arc<schema::SchemaSet>>,
+}
+
+/// Whether `prepare` checks the collection schemas (not while asking the `before` hooks, whose
+/// replacement is what gets stored and checked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Schemas {
+    Enforce,
+    Skip,
 }
 
 struct Prepared {
