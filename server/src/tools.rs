@@ -60,6 +60,21 @@ fn settings(overrides: &crate::config::Overrides) -> Result<Settings, String> {
     Settings::load(overrides, std::env::vars()).map_err(|err| err.to_string())
 }
 
+/// The settings and the store of `--data-dir`/`--config`, for the offline export and import.
+fn open_data_dir(
+    data_dir: Option<std::path::PathBuf>,
+    config: Option<std::path::PathBuf>,
+) -> Result<(Settings, SharedStore), String> {
+    let overrides = crate::config::Overrides {
+        data_dir,
+        config,
+        ..Default::default()
+    };
+    let settings = settings(&overrides)?;
+    let store = open_store(&settings)?;
+    Ok((settings, store))
+}
+
 pub fn migrate(command: MigrateCommand) -> ExitCode {
     match command {
         MigrateCommand::New { name, migrations } => match migrate::new_file(&migrations, &name) {
@@ -182,17 +197,8 @@ pub fn export(args: ExportArgs) -> ExitCode {
             Err(err) => fail(err),
         };
     }
-    let overrides = crate::config::Overrides {
-        data_dir: args.data_dir.clone(),
-        config: args.config.clone(),
-        ..Default::default()
-    };
-    let settings = match settings(&overrides) {
-        Ok(settings) => settings,
-        Err(err) => return fail(err),
-    };
-    let store = match open_store(&settings) {
-        Ok(store) => store,
+    let (_, store) = match open_data_dir(args.data_dir.clone(), args.config.clone()) {
+        Ok(opened) => opened,
         Err(err) => return fail(err),
     };
     let started = std::time::Instant::now();
@@ -253,17 +259,8 @@ fn export_from_server(url: &str, key: &str, dir: &std::path::Path) -> Result<(),
 }
 
 pub fn import(args: ImportArgs) -> ExitCode {
-    let overrides = crate::config::Overrides {
-        data_dir: args.data_dir.clone(),
-        config: args.config.clone(),
-        ..Default::default()
-    };
-    let settings = match settings(&overrides) {
-        Ok(settings) => settings,
-        Err(err) => return fail(err),
-    };
-    let store = match open_store(&settings) {
-        Ok(store) => store,
+    let (settings, store) = match open_data_dir(args.data_dir.clone(), args.config.clone()) {
+        Ok(opened) => opened,
         Err(err) => return fail(err),
     };
     let started = std::time::Instant::now();

@@ -248,6 +248,15 @@ impl Hooks {
             .ok_or_else(|| not_found(name))
     }
 
+    fn definitions_except(&self, name: &str) -> Vec<HookDefinition> {
+        self.snapshot()
+            .hooks
+            .iter()
+            .filter(|h| h.name != name)
+            .map(|h| (**h).clone())
+            .collect()
+    }
+
     fn definition(&self, name: &str) -> Option<Arc<HookDefinition>> {
         self.snapshot()
             .hooks
@@ -283,13 +292,7 @@ impl Hooks {
         );
         store_commit(&self.store, write).await?;
         let public = definition.public_json();
-        let mut definitions: Vec<HookDefinition> = self
-            .snapshot()
-            .hooks
-            .iter()
-            .filter(|h| h.name != name)
-            .map(|h| (**h).clone())
-            .collect();
+        let mut definitions = self.definitions_except(name);
         definitions.push(definition);
         self.install(definitions);
         self.sync_workers();
@@ -305,14 +308,7 @@ impl Hooks {
         let mut write = WriteSet::default();
         write.delete(Space::Hooks, outbox::definition_key(name));
         store_commit(&self.store, write).await?;
-        let definitions: Vec<HookDefinition> = self
-            .snapshot()
-            .hooks
-            .iter()
-            .filter(|h| h.name != name)
-            .map(|h| (**h).clone())
-            .collect();
-        self.install(definitions);
+        self.install(self.definitions_except(name));
         self.sync_workers();
         // Entries of a deleted hook are never delivered; remove them in bounded commits.
         for status in [Status::Pending, Status::Delivered, Status::Failed] {
