@@ -176,7 +176,7 @@ impl AuthStore {
     /// Raw values of `keys`, from one consistent snapshot.
     pub async fn get_many(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Option<Vec<u8>>>, AuthError> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
+        crate::store::pool::run(move || {
             let view = store.read()?;
             Ok(view.get_many(Space::Auth, &keys)?)
         })
@@ -204,7 +204,7 @@ impl AuthStore {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, AuthError> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
+        crate::store::pool::run(move || {
             let mut range = KeyRange::prefix(&prefix);
             if let Some(after) = after {
                 range = range.after(&after);

@@ -150,13 +150,13 @@ impl Docs {
         &self.limits
     }
 
-    /// Runs storage work on the blocking pool so the executor never waits on disk.
+    /// Runs storage work on the storage pool so the executor never waits on disk.
     async fn blocking<T: Send + 'static>(
         self: &Arc<Self>,
         work: impl FnOnce(&Docs) -> Result<T, DocsError> + Send + 'static,
     ) -> Result<T, DocsError> {
         let docs = self.clone();
-        tokio::task::spawn_blocking(move || work(&docs))
+        crate::store::pool::run(move || work(&docs))
             .await
             .map_err(|err| DocsError::Task(err.to_string()))?
     }

@@ -132,7 +132,7 @@ impl Hooks {
         self: Arc<Self>,
         work: impl FnOnce(&Hooks) -> Result<T, HooksError> + Send + 'static,
     ) -> Result<T, HooksError> {
-        tokio::task::spawn_blocking(move || work(&self))
+        crate::store::pool::run(move || work(&self))
             .await
             .map_err(|e| HooksError::Corrupt(format!("background task failed: {e}")))?
     }

@@ -6,6 +6,7 @@
 //! optimistic checks, so nothing loops over single-key round trips.
 
 pub mod changelog;
+pub mod pool;
 pub mod redb_store;
 
 use std::ops::Bound;
