@@ -599,7 +599,15 @@ impl Hooks {
             let Some(hook) = self.definition(&name).filter(|h| h.mode == Mode::After) else {
                 return;
             };
-            let wait = match self.delivery_round(&hook, &runtime).await {
+            let round = self.delivery_round(&hook, &runtime).await;
+            // Trimmed while a backlog drains too, not only when the worker is idle.
+            if last_trim.elapsed() > Duration::from_secs(60) {
+                last_trim = std::time::Instant::now();
+                if let Err(err) = self.trim_log(&name).await {
+                    tracing::warn!(hook = %name, error = %err, "trimming the delivery log failed");
+                }
+            }
+            let wait = match round {
                 Ok(Round::More) => continue,
                 Ok(Round::Idle { next_due_ms }) => {
                     let until =
@@ -611,12 +619,6 @@ impl Hooks {
                     Duration::from_secs(1)
                 }
             };
-            if last_trim.elapsed() > Duration::from_secs(60) {
-                last_trim = std::time::Instant::now();
-                if let Err(err) = self.trim_log(&name).await {
-                    tracing::warn!(hook = %name, error = %err, "trimming the delivery log failed");
-                }
-            }
             let _ = tokio::time::timeout(wait, runtime.wake.notified()).await;
         }
     }
