@@ -84,8 +84,8 @@ fn domain_of(body: &Json) -> Result<String, ApiError> {
         .to_string())
 }
 
-/// 201 with the new policy, or 200 when it was already there.
-fn created_or_ok(created: bool, policy: &impl serde::Serialize) -> HttpResponse {
+/// 201 with what was created, or 200 when it was already there (or replaced).
+pub(super) fn created_or_ok(created: bool, policy: &impl serde::Serialize) -> HttpResponse {
     let mut response = if created {
         HttpResponse::Created()
     } else {

@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
-use super::body::read_json;
+use super::body::{optional, read_object, required};
 use super::caller::Caller;
 use super::AppState;
 use crate::auth::{admin_user, AdminUserUpdate, NewUser};
@@ -14,22 +14,6 @@ use crate::error::ApiError;
 /// Users per page when the request gives no `limit`, and the most it may ask for.
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1_000;
-
-async fn object_body(payload: web::Payload, state: &AppState) -> Result<Json, ApiError> {
-    let body = read_json(payload, state.limits.max_body_bytes).await?;
-    if !body.is_object() {
-        return Err(ApiError::invalid("the request body must be a JSON object"));
-    }
-    Ok(body)
-}
-
-fn string_field(body: &Json, field: &str) -> Result<Option<String>, ApiError> {
-    match body.get(field) {
-        None | Some(Json::Null) => Ok(None),
-        Some(Json::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::invalid(format!("\"{field}\" must be a string"))),
-    }
-}
 
 fn bool_field(body: &Json, field: &str) -> Result<Option<bool>, ApiError> {
     match body.get(field) {
@@ -45,11 +29,10 @@ pub async fn mint_token(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     Caller::require_service(&request, &state).await?;
-    let body = object_body(payload, &state).await?;
-    let uid =
-        string_field(&body, "uid")?.ok_or_else(|| ApiError::invalid("\"uid\" is required"))?;
+    let body = read_object(payload, state.limits.max_body_bytes).await?;
+    let uid = required(&body, "uid")?;
     let claims = body.get("claims").filter(|c| !c.is_null());
-    let (token, expires_in) = state.auth.mint(&uid, claims)?;
+    let (token, expires_in) = state.auth.mint(uid, claims)?;
     Ok(HttpResponse::Ok().json(json!({"accessToken": token, "expiresIn": expires_in})))
 }
 
@@ -97,10 +80,10 @@ pub async fn create_user(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     Caller::require_service(&request, &state).await?;
-    let body = object_body(payload, &state).await?;
+    let body = read_object(payload, state.limits.max_body_bytes).await?;
     let new = NewUser {
-        email: string_field(&body, "email")?,
-        password: string_field(&body, "password")?,
+        email: optional(&body, "email")?.map(String::from),
+        password: optional(&body, "password")?.map(String::from),
         display_name: body.get("displayName").cloned(),
         email_verified: bool_field(&body, "emailVerified")?.unwrap_or(false),
         claims: body.get("claims").filter(|c| !c.is_null()).cloned(),
@@ -116,7 +99,7 @@ pub async fn update_user(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     Caller::require_service(&request, &state).await?;
-    let body = object_body(payload, &state).await?;
+    let body = read_object(payload, state.limits.max_body_bytes).await?;
     const FIELDS: [&str; 4] = ["disabled", "displayName", "emailVerified", "claims"];
     if let Some(unknown) = body
         .as_object()
@@ -144,7 +127,7 @@ pub async fn set_claims(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     Caller::require_service(&request, &state).await?;
-    let body = object_body(payload, &state).await?;
+    let body = read_object(payload, state.limits.max_body_bytes).await?;
     let claims = body
         .get("claims")
         .cloned()

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value as Json};
 
-use super::body::{optional, read_json, required};
+use super::body::{optional, read_object, read_optional_object, required};
 use super::caller::Caller;
 use super::AppState;
 use crate::auth::{public_user, UserUpdate};
@@ -26,37 +26,6 @@ fn client_ip(request: &HttpRequest) -> IpAddr {
         None => peer,
     }
 }
-async fn object_body(payload: web::Payload, state: &AppState) -> Result<Json, ApiError> {
-    let body = read_json(payload, state.limits.max_body_bytes).await?;
-    if !body.is_object() {
-        return Err(ApiError::invalid("the request body must be a JSON object"));
-    }
-    Ok(body)
-}
-
-/// Like `object_body`, but an empty body counts as `{}`.
-async fn optional_object_body(payload: web::Payload, state: &AppState) -> Result<Json, ApiError> {
-    let bytes = payload
-        .to_bytes_limited(state.limits.max_body_bytes)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                crate::error::ErrorCode::PayloadTooLarge,
-                "request body is too large",
-            )
-        })?
-        .map_err(|e| ApiError::invalid(format!("could not read the request body: {e}")))?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(json!({}));
-    }
-    let body: Json = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::invalid(format!("request body is not valid JSON: {e}")))?;
-    if !body.is_object() {
-        return Err(ApiError::invalid("the request body must be a JSON object"));
-    }
-    Ok(body)
-}
-
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "public, max-age=300"))
@@ -72,7 +41,7 @@ pub async fn signup(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = object_body(payload, &state).await?;
+    let body = read_object(payload, state.limits.max_body_bytes).await?;
     let signed_in = state
         .auth
         .signup(
@@ -90,7 +59,7 @@ pub async fn login(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = object_body(payload, &state).await?;
+    let body = read_object(payload, state.limits.max_body_bytes).await?;
     let signed_in = state
         .auth
         .login(
@@ -115,7 +84,7 @@ pub async fn refresh(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = object_body(payload, &state).await?;
+    let body = read_object(payload, state.limits.max_body_bytes).await?;
     let signed_in = state
         .auth
         .refresh(required(&body, "refreshToken")?, client_ip(&request))
@@ -128,7 +97,7 @@ pub async fn logout(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = optional_object_body(payload, &state).await?;
+    let body = read_optional_object(payload, state.limits.max_body_bytes).await?;
     let refresh_token = optional(&body, "refreshToken")?;
     let everywhere = match body.get("everywhere") {
         None | Some(Json::Null) => false,
@@ -163,7 +132,7 @@ pub async fn update_user(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let identity = Caller::require_user(&request, &state).await?;
-    let body = object_body(payload, &state).await?;
+    let body = read_object(payload, state.limits.max_body_bytes).await?;
     const FIELDS: [&str; 4] = ["displayName", "email", "password", "currentPassword"];
     if let Some(unknown) = body
         .as_object()
@@ -201,7 +170,7 @@ pub async fn link(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let identity = Caller::require_user(&request, &state).await?;
-    let body = object_body(payload, &state).await?;
+    let body = read_object(payload, state.limits.max_body_bytes).await?;
     let signed_in = state
         .auth
         .link(
@@ -229,7 +198,7 @@ pub async fn confirm_verification(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = object_body(payload, &state).await?;
+    let body = read_object(payload, state.limits.max_body_bytes).await?;
     let user = state
         .auth
         .confirm_verification(required(&body, "token")?)
@@ -242,7 +211,7 @@ pub async fn send_password_reset(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = object_body(payload, &state).await?;
+    let body = read_object(payload, state.limits.max_body_bytes).await?;
     let email = required(&body, "email")?.to_string();
     let auth = state.auth.clone();
     let ip = client_ip(&request);
@@ -261,7 +230,7 @@ pub async fn confirm_password_reset(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = object_body(payload, &state).await?;
+    let body = read_object(payload, state.limits.max_body_bytes).await?;
     state
         .auth
         .confirm_password_reset(required(&body, "token")?, required(&body, "newPassword")?)

@@ -17,6 +17,30 @@ pub async fn read_json(payload: web::Payload, limit: usize) -> Result<Json, ApiE
         .map_err(|err| ApiError::invalid(format!("request body is not valid JSON: {err}")))
 }
 
+/// Reads a body that must be a JSON object.
+pub async fn read_object(payload: web::Payload, limit: usize) -> Result<Json, ApiError> {
+    expect_object(read_json(payload, limit).await?)
+}
+
+/// Like `read_object`, but an empty body counts as `{}`.
+pub async fn read_optional_object(payload: web::Payload, limit: usize) -> Result<Json, ApiError> {
+    let bytes = read_bytes(payload, limit).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Json::Object(serde_json::Map::new()));
+    }
+    let body = serde_json::from_slice(&bytes)
+        .map_err(|err| ApiError::invalid(format!("request body is not valid JSON: {err}")))?;
+    expect_object(body)
+}
+
+fn expect_object(body: Json) -> Result<Json, ApiError> {
+    if body.is_object() {
+        Ok(body)
+    } else {
+        Err(ApiError::invalid("the request body must be a JSON object"))
+    }
+}
+
 /// Reads a UTF-8 text body (rules sources).
 pub async fn read_text(payload: web::Payload, limit: usize) -> Result<String, ApiError> {
     let bytes = read_bytes(payload, limit).await?;

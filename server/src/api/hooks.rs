@@ -42,11 +42,7 @@ pub async fn put_hook(
     Caller::require_service(&request, &state).await?;
     let body = read_json(payload, MAX_HOOK_BYTES).await?;
     let (hook, created) = state.hooks.put(&name, &body).await?;
-    Ok(if created {
-        HttpResponse::Created().json(hook)
-    } else {
-        HttpResponse::Ok().json(hook)
-    })
+    Ok(super::admin::created_or_ok(created, &hook))
 }
 
 pub async fn delete_hook(

@@ -35,8 +35,8 @@ use rate_limit::{Action, RateLimiter, RateLimits};
 use sessions::{Rotated, SessionSettings};
 use tokens::{TokenService, TokenSettings};
 use users::{
-    decode, email_key, one_time_key, put, revocation_key, user_key, AuthStore, EmailRecord,
-    OneTimeKind, OneTimeRecord, Revocation, UserRecord, Versioned,
+    decode, decode_last, email_key, one_time_key, put, revocation_key, user_key, AuthStore,
+    EmailRecord, OneTimeKind, OneTimeRecord, Revocation, UserRecord, Versioned,
 };
 
 /// Longest display name, in characters.
@@ -557,16 +557,8 @@ impl Auth {
             .store
             .get_many(vec![user_key(&session.uid), revocation_key(&session.uid)])
             .await?;
-        let revocation = values
-            .pop()
-            .flatten()
-            .map(|bytes| decode::<Revocation>(&bytes))
-            .transpose()?;
-        let user = values
-            .pop()
-            .flatten()
-            .map(|bytes| decode::<UserRecord>(&bytes))
-            .transpose()?
+        let revocation = decode_last::<Revocation>(&mut values)?;
+        let user = decode_last::<UserRecord>(&mut values)?
             .ok_or_else(|| AuthError::unauthenticated("the refresh token is not valid"))?;
         if user.value.disabled {
             return Err(AuthError::unauthenticated("this account is disabled"));

@@ -8,8 +8,8 @@ use rand::Rng as _;
 
 use super::error::AuthError;
 use super::users::{
-    decode, families_prefix, family_key, put, refresh_key, revocation_key, AuthStore, FamilyRecord,
-    OneTimeRecord, RefreshRecord, Revocation, Versioned,
+    decode, decode_last, families_prefix, family_key, put, refresh_key, revocation_key, AuthStore,
+    FamilyRecord, OneTimeRecord, RefreshRecord, Revocation, Versioned,
 };
 use crate::store::{Space, WriteSet};
 
@@ -108,17 +108,8 @@ pub async fn rotate(
         let mut values = store
             .get_many(vec![fkey.clone(), revocation_key(&record.uid)])
             .await?;
-        let revocation = values
-            .pop()
-            .flatten()
-            .map(|bytes| decode::<Revocation>(&bytes))
-            .transpose()?;
-        let Some(family) = values
-            .pop()
-            .flatten()
-            .map(|bytes| decode::<FamilyRecord>(&bytes))
-            .transpose()?
-        else {
+        let revocation = decode_last::<Revocation>(&mut values)?;
+        let Some(family) = decode_last::<FamilyRecord>(&mut values)? else {
             return Err(invalid());
         };
         if record.expires_ms <= now || revocation.is_some_and(|r| r.value.disabled) {

@@ -127,6 +127,17 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, AuthError> {
     Ok(bytes)
 }
 
+/// Takes the last value of a `get_many` answer and decodes it, if there was one.
+pub fn decode_last<T: DeserializeOwned>(
+    values: &mut Vec<Option<Vec<u8>>>,
+) -> Result<Option<Versioned<T>>, AuthError> {
+    values
+        .pop()
+        .flatten()
+        .map(|bytes| decode(&bytes))
+        .transpose()
+}
+
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<Versioned<T>, AuthError> {
     let (head, body) = bytes
         .split_at_checked(8)
@@ -188,12 +199,7 @@ impl AuthStore {
         &self,
         key: Vec<u8>,
     ) -> Result<Option<Versioned<T>>, AuthError> {
-        let mut values = self.get_many(vec![key]).await?;
-        values
-            .pop()
-            .flatten()
-            .map(|bytes| decode(&bytes))
-            .transpose()
+        decode_last(&mut self.get_many(vec![key]).await?)
     }
 
     /// Up to `limit` entries whose key starts with `prefix` and sorts after `after`.

@@ -227,7 +227,7 @@ impl Docs {
         // the documents between the hook's verdict and the commit.
         // A migration's writes (staged commits) are the project's own changes: `before` hooks
         // do not judge them; `after` hooks still hear of them through the outbox.
-        let writes = if stage.is_none() && self.any_before_hooks() {
+        let writes = if stage.is_none() && self.hooks.has_before_document_hooks() {
             self.run_before_hooks(writes, &access).await?
         } else {
             writes
@@ -280,16 +280,6 @@ impl Docs {
         Err(DocsError::Aborted(
             "too much contention on these documents; retry the request".into(),
         ))
-    }
-
-    fn any_before_hooks(&self) -> bool {
-        [
-            EventKind::DocumentCreate,
-            EventKind::DocumentUpdate,
-            EventKind::DocumentDelete,
-        ]
-        .into_iter()
-        .any(|kind| self.hooks.has_before(kind))
     }
 
     /// Asks the `before` hooks about every write the rules allow (each write's hooks run in

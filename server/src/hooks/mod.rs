@@ -424,6 +424,14 @@ impl Hooks {
             .any(|h| h.mode == Mode::Before && h.events.contains(&kind))
     }
 
+    /// True when some `before` hook listens to a document event (the write path's fast check).
+    pub fn has_before_document_hooks(&self) -> bool {
+        self.snapshot()
+            .hooks
+            .iter()
+            .any(|h| h.mode == Mode::Before && h.events.iter().any(|e| e.is_document()))
+    }
+
     pub fn wants_before(&self, kind: EventKind, subject: &str) -> bool {
         self.snapshot()
             .hooks

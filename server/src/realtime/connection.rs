@@ -418,14 +418,8 @@ impl Connection {
         let opening = match initial.outcome {
             Ok(opening) => opening,
             Err(err) => {
-                let name = sub.name.clone();
-                self.end(initial.local).await;
                 return self
-                    .send(protocol::error(
-                        Some(&name),
-                        err.code.as_str(),
-                        &err.message,
-                    ))
+                    .end_with_error(initial.local, err.code.as_str(), &err.message)
                     .await;
             }
         };
@@ -501,14 +495,8 @@ impl Connection {
                         });
                     if let Err(err) = allowed {
                         let err = ApiError::from(err);
-                        let name = sub.name.clone();
-                        self.end(local).await;
                         return self
-                            .send(protocol::error(
-                                Some(&name),
-                                err.code.as_str(),
-                                &err.message,
-                            ))
+                            .end_with_error(local, err.code.as_str(), &err.message)
                             .await;
                     }
                 }
@@ -535,10 +523,8 @@ impl Connection {
                         Ok(Ok(_)) => String::new(),
                     };
                     tracing::error!(error = %message, "realtime could not refill a limited view");
-                    let name = sub.name.clone();
-                    self.end(local).await;
                     return self
-                        .send(protocol::error(Some(&name), "internal", "internal error"))
+                        .end_with_error(local, "internal", "internal error")
                         .await;
                 }
             }
@@ -557,15 +543,24 @@ impl Connection {
         }
     }
 
+    /// Ends the subscription and tells the client why, under the subscription's id.
+    async fn end_with_error(
+        &mut self,
+        local: u32,
+        code: &str,
+        message: &str,
+    ) -> Result<(), Closed> {
+        let Some(name) = self.subscriptions.get(&local).map(|s| s.name.clone()) else {
+            return Ok(());
+        };
+        self.end(local).await;
+        self.send(protocol::error(Some(&name), code, message)).await
+    }
+
     async fn end_all(&mut self, code: &str, message: &str) -> Result<(), Closed> {
         let locals: Vec<u32> = self.subscriptions.keys().copied().collect();
         for local in locals {
-            let name = self.subscriptions.get(&local).map(|s| s.name.clone());
-            self.end(local).await;
-            if let Some(name) = name {
-                self.send(protocol::error(Some(&name), code, message))
-                    .await?;
-            }
+            self.end_with_error(local, code, message).await?;
         }
         Ok(())
     }
