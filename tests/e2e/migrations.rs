@@ -51,8 +51,8 @@ async fn get_data(server: &TestServer, path: &str) -> Json {
     response.body["data"].clone()
 }
 
-/// The documents of an offline export of `data_dir`, by path.
-async fn exported_documents(data_dir: &Path) -> std::collections::BTreeMap<String, Json> {
+/// The lines of one file of an offline export of `data_dir`.
+async fn exported_lines(data_dir: &Path, file: &str) -> Vec<Json> {
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("export");
     let output = run_hearth(
@@ -66,36 +66,28 @@ async fn exported_documents(data_dir: &Path) -> std::collections::BTreeMap<Strin
     )
     .await;
     assert!(output.status.success(), "{}", text(&output));
-    std::fs::read_to_string(dir.join("documents.jsonl"))
+    std::fs::read_to_string(dir.join(file))
         .unwrap()
         .lines()
-        .map(|line| {
-            let record: Json = serde_json::from_str(line).unwrap();
-            (record["path"].as_str().unwrap().to_string(), record)
-        })
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// The documents of an offline export of `data_dir`, by path.
+async fn exported_documents(data_dir: &Path) -> std::collections::BTreeMap<String, Json> {
+    exported_lines(data_dir, "documents.jsonl")
+        .await
+        .into_iter()
+        .map(|record| (record["path"].as_str().unwrap().to_string(), record))
         .collect()
 }
 
 /// The project records (meta lines) of an offline export, by key.
 async fn exported_meta(data_dir: &Path) -> std::collections::BTreeMap<String, String> {
-    let out = tempfile::tempdir().unwrap();
-    let dir = out.path().join("export");
-    let output = run_hearth(
-        &[
-            "export",
-            dir.to_str().unwrap(),
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .await;
-    assert!(output.status.success(), "{}", text(&output));
-    std::fs::read_to_string(dir.join("meta.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let record: Json = serde_json::from_str(line).unwrap();
+    exported_lines(data_dir, "meta.jsonl")
+        .await
+        .into_iter()
+        .map(|record| {
             (
                 record["key"].as_str().unwrap().to_string(),
                 record["text"].as_str().unwrap_or_default().to_string(),
