@@ -195,6 +195,8 @@ impl Metrics {
 pub struct RealtimeMetrics {
     pub connections: AtomicI64,
     pub subscriptions: AtomicI64,
+    /// Distinct queries followed for query subscriptions (shared by equal queries).
+    pub feeds: AtomicI64,
     pub messages_out: AtomicU64,
     pub slow_consumer_closes: AtomicU64,
     pub fanout_latency: Histogram,
@@ -205,6 +207,7 @@ impl Default for RealtimeMetrics {
         RealtimeMetrics {
             connections: AtomicI64::new(0),
             subscriptions: AtomicI64::new(0),
+            feeds: AtomicI64::new(0),
             messages_out: AtomicU64::new(0),
             slow_consumer_closes: AtomicU64::new(0),
             fanout_latency: Histogram::new(&LATENCY_BUCKETS),
@@ -226,6 +229,12 @@ impl RealtimeMetrics {
                 "Active realtime subscriptions.",
                 "gauge",
                 self.subscriptions.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "hearth_realtime_feeds",
+                "Distinct queries followed for query subscriptions (equal queries share one).",
+                "gauge",
+                self.feeds.load(Ordering::Relaxed).to_string(),
             ),
             (
                 "hearth_realtime_messages_out_total",

@@ -743,3 +743,157 @@ async fn a_signed_out_client_listens_to_what_the_rules_make_public() {
         [("added".to_string(), "news/n2".to_string())]
     );
 }
+
+async fn feeds_metric(server: &TestServer) -> i64 {
+    let metrics = server.send(server.anonymous(Method::GET, "/metrics")).await;
+    metrics
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix("hearth_realtime_feeds "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn subscribers_of_one_query_share_a_feed_and_each_gets_every_change_once() {
+    let server = TestServer::start().await;
+    for i in 0..4 {
+        put(&server, &format!("board/b{i}"), json!({"n": i})).await;
+    }
+    let query = json!({"from": "board", "orderBy": [["n", "desc"]], "limit": 3});
+    let mut first = admin_client(&server).await;
+    let mut second = admin_client(&server).await;
+    first
+        .subscribe_query("a", query.clone(), None)
+        .await
+        .unwrap();
+    first
+        .subscribe_query("b", query.clone(), None)
+        .await
+        .unwrap();
+    second
+        .subscribe_query("c", query.clone(), None)
+        .await
+        .unwrap();
+    let mut views: Vec<ClientView> = vec![ClientView::default(); 3];
+    for _ in 0..2 {
+        let message = first.next_message().await.unwrap();
+        assert_eq!(message["type"], "snapshot", "{message}");
+        let k = if message["id"] == "a" { 0 } else { 1 };
+        views[k].apply(&message).unwrap();
+    }
+    views[2]
+        .apply(&second.next_message().await.unwrap())
+        .unwrap();
+    assert_eq!(
+        feeds_metric(&server).await,
+        1,
+        "three subscriptions, one feed"
+    );
+
+    // A subscriber joining right after a write sees it in its snapshot (its own writes first).
+    let written = put(&server, "board/b9", json!({"n": 9})).await;
+    let mut late = admin_client(&server).await;
+    late.subscribe_query("d", query.clone(), None)
+        .await
+        .unwrap();
+    let snapshot = late.next_message().await.unwrap();
+    assert_eq!(snapshot["type"], "snapshot");
+    assert!(snapshot["version"].as_u64().unwrap() >= written);
+    assert_eq!(snapshot["docs"][0]["path"], "board/b9", "{snapshot}");
+    let mut late_view = ClientView::default();
+    late_view.apply(&snapshot).unwrap();
+
+    // Every change reaches every subscription, and all views stay equal to the query.
+    put(&server, "board/b0", json!({"n": 20})).await;
+    delete(&server, "board/b9").await;
+    let expected = query_paths(&server, &query).await;
+    for (client, ids) in [(&mut first, vec!["a", "b"]), (&mut second, vec!["c"])] {
+        for id in ids {
+            let k = ["a", "b", "c"].iter().position(|x| *x == id).unwrap();
+            while views[k].paths() != expected {
+                let message = client.next_message().await.unwrap();
+                let j = ["a", "b", "c"]
+                    .iter()
+                    .position(|x| message["id"] == *x)
+                    .unwrap();
+                views[j].apply(&message).unwrap();
+            }
+        }
+    }
+    while late_view.paths() != expected {
+        late_view
+            .apply(&late.next_message().await.unwrap())
+            .unwrap();
+    }
+
+    // Leaving one subscription does not disturb the others; the last one out ends the feed.
+    first
+        .send(json!({"type": "unsubscribe", "id": "a"}))
+        .await
+        .unwrap();
+    put(&server, "board/b1", json!({"n": 30})).await;
+    let message = first.next_message().await.unwrap();
+    assert_eq!(message["id"], "b", "{message}");
+    assert_eq!(second.next_message().await.unwrap()["id"], "c");
+    assert_eq!(late.next_message().await.unwrap()["id"], "d");
+    expect_nothing(&mut first, Duration::from_millis(200)).await;
+    first.close().await;
+    second.close().await;
+    late.close().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while feeds_metric(&server).await != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the feed outlived its subscribers"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn resuming_into_a_live_feed_gets_only_the_missed_changes() {
+    let server = TestServer::start().await;
+    for i in 0..3 {
+        put(&server, &format!("queue/q{i}"), json!({"n": i})).await;
+    }
+    let query = json!({"from": "queue", "orderBy": [["n", "asc"]]});
+    // Someone keeps the feed alive the whole time.
+    let mut watcher = admin_client(&server).await;
+    watcher
+        .subscribe_query("w", query.clone(), None)
+        .await
+        .unwrap();
+    watcher.next_message().await.unwrap();
+
+    let mut client = admin_client(&server).await;
+    client
+        .subscribe_query("s", query.clone(), None)
+        .await
+        .unwrap();
+    let mut view = ClientView::default();
+    view.apply(&client.next_message().await.unwrap()).unwrap();
+    client.close().await;
+    put(&server, "queue/q1", json!({"n": 1, "done": true})).await;
+    put(&server, "queue/q5", json!({"n": 5})).await;
+
+    let mut client = admin_client(&server).await;
+    client
+        .subscribe_query("s", query.clone(), Some(view.version))
+        .await
+        .unwrap();
+    let resumed = client.next_message().await.unwrap();
+    assert_eq!(resumed["type"], "changes", "{resumed}");
+    let mut kinds = paths_of(&resumed);
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            ("added".to_string(), "queue/q5".to_string()),
+            ("modified".to_string(), "queue/q1".to_string()),
+        ]
+    );
+    view.apply(&resumed).unwrap();
+    assert_eq!(view.paths(), query_paths(&server, &query).await);
+    assert_eq!(feeds_metric(&server).await, 1);
+}

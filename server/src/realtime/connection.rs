@@ -1,8 +1,12 @@
 //! One WebSocket connection: authentication (first message, re-auth, expiry), subscriptions
 //! with their views, the heartbeat, and the limits of DESIGN.md §5. Everything a connection
 //! sends goes out in order from this one task; commits arrive from the hub on a bounded queue.
+//! Document subscriptions keep their own one-document view (the rules are checked on every
+//! change); query subscriptions get their changes ready-rendered from the hub's shared feeds.
+//! When the hub queued several commits for a query subscription in a row (the connection fell
+//! behind), they go out as one `changes` message: fewer, larger frames under load.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -13,8 +17,10 @@ use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError, Session
 use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
 
-use super::hub::{Event, Hub, Kill, KillSwitch};
+use super::feed::{self, Joiner};
+use super::hub::{Event, Hub, Joined};
 use super::index::{ConnId, Placement};
+use super::mailbox::{Kill, Mailbox};
 use super::protocol::{self, ClientMessage, Target, WireChange};
 use super::record::ChangeRecord;
 use super::view::{result_at, Entry, ResultError, Spec, View};
@@ -22,6 +28,7 @@ use crate::docs::query::Query;
 use crate::docs::{Access, DocsError};
 use crate::error::ApiError;
 use crate::model::DocPath;
+use crate::store::changelog;
 
 /// How long a closing connection waits for room to queue its close frame (a stalled reader may
 /// never make room); then the socket is dropped.
@@ -62,12 +69,21 @@ enum SubState {
     Live,
 }
 
+enum Kind {
+    /// A document, with its own view: the rules are checked on every change.
+    Doc {
+        spec: Arc<Spec>,
+        placement: Placement,
+        view: View,
+        state: SubState,
+    },
+    /// A query, served by the hub's feed for it (once access is checked).
+    Query,
+}
+
 struct Subscription {
     name: String,
-    spec: Arc<Spec>,
-    placement: Placement,
-    view: View,
-    state: SubState,
+    kind: Kind,
 }
 
 /// The first result of a subscription, computed off the executor.
@@ -86,6 +102,12 @@ enum Opening {
         new: Vec<Entry>,
         version: u64,
     },
+    /// A query whose access is granted: it joins its feed.
+    Query {
+        spec: Arc<Spec>,
+        at_least: u64,
+        resume: Option<Vec<Entry>>,
+    },
 }
 
 /// The connection ended; the socket is closed (or gone).
@@ -95,7 +117,7 @@ struct Connection {
     hub: Arc<Hub>,
     id: ConnId,
     session: Session,
-    kill: Arc<KillSwitch>,
+    mailbox: Arc<Mailbox>,
     principal: Option<Principal>,
     /// When the current token expires (subscriptions end then unless re-authenticated).
     expires: Option<tokio::time::Instant>,
@@ -125,13 +147,13 @@ pub async fn serve(
         .max_frame_size(settings.max_frame_bytes)
         .aggregate_continuations()
         .max_continuation_size(settings.max_frame_bytes);
-    let (id, mut events, kill) = hub.connect();
+    let (id, mailbox) = hub.connect();
     let (initial_tx, mut initial_rx) = mpsc::unbounded_channel();
     let mut connection = Connection {
         hub: hub.clone(),
         id,
         session: session.clone(),
-        kill: kill.clone(),
+        mailbox: mailbox.clone(),
         principal: None,
         expires: None,
         subscriptions: HashMap::new(),
@@ -146,17 +168,25 @@ pub async fn serve(
     let auth_deadline =
         tokio::time::Instant::now() + Duration::from_secs(settings.auth_timeout_secs);
     let mut authenticated_once = false;
+    // One timer for the connection's life, not one per pass: a connection under load passes
+    // this loop once per batch of events.
+    let never = tokio::time::Instant::now() + Duration::from_secs(30 * 365 * 86_400);
+    let timer = tokio::time::sleep_until(auth_deadline);
+    tokio::pin!(timer);
     let close: Option<CloseReason> = loop {
         let deadline = if !authenticated_once {
             auth_deadline
         } else {
-            connection
-                .expires
-                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400))
+            connection.expires.unwrap_or(never)
         };
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        if mailbox.kill_reason().is_some() {
+            break connection.killed_reason();
+        }
         tokio::select! {
             biased;
-            _ = kill.notify.notified() => break connection.killed_reason(),
             frame = stream.next() => {
                 last_heard = Instant::now();
                 let outcome = match frame {
@@ -187,8 +217,10 @@ pub async fn serve(
                     break connection.killed_reason();
                 }
             }
-            Some(event) = events.recv() => {
-                if connection.on_event(event).await.is_err() {
+            events = mailbox.take() => {
+                if mailbox.kill_reason().is_some()
+                    || connection.on_events(events).await.is_err()
+                {
                     break connection.killed_reason();
                 }
             }
@@ -205,22 +237,30 @@ pub async fn serve(
                     break None;
                 }
             }
-            _ = tokio::time::sleep_until(deadline) => {
+            _ = &mut timer => {
                 if !authenticated_once {
                     break close_reason(CloseCode::Policy, "no auth message in time");
                 }
-                if connection.expire().await.is_err() {
+                if connection.expires.is_some() && connection.expire().await.is_err() {
                     break connection.killed_reason();
                 }
             }
         }
     };
-    let placements = connection
+    let open = connection.subscriptions.len() as i64;
+    let documents = connection
         .subscriptions
         .drain()
-        .map(|(local, s)| (local, s.placement))
+        .filter_map(|(local, s)| match s.kind {
+            Kind::Doc { placement, .. } => Some((local, placement)),
+            Kind::Query => None,
+        })
         .collect();
-    hub.disconnect(id, placements);
+    hub.disconnect(id, documents);
+    hub.metrics
+        .realtime
+        .subscriptions
+        .fetch_sub(open, Ordering::Relaxed);
     let session = connection.session;
     // A stalled reader may never take the close frame: give up on it after a while.
     let _ = tokio::time::timeout(CLOSE_GRACE, session.close(close)).await;
@@ -228,7 +268,7 @@ pub async fn serve(
 
 impl Connection {
     fn killed_reason(&self) -> Option<CloseReason> {
-        match self.kill.reason() {
+        match self.mailbox.kill_reason() {
             Some(Kill::SlowConsumer) => close_reason(
                 CloseCode::Other(4008),
                 "slow consumer: resubscribe with resumeFrom",
@@ -240,17 +280,21 @@ impl Connection {
 
     /// Sends one message, giving up when the hub kills the connection meanwhile.
     async fn send(&mut self, text: String) -> Result<(), Closed> {
-        if self.kill.reason().is_some() {
+        let mailbox = self.mailbox.clone();
+        // Created before the check, so a kill right after it still wakes the wait below.
+        let killed = mailbox.killed.notified();
+        if mailbox.kill_reason().is_some() {
             return Err(Closed);
         }
-        let kill = self.kill.clone();
         tokio::select! {
+            // The send first: the kill registration is made only when the send has to wait.
+            biased;
             sent = self.session.text(text) => {
                 sent.map_err(|_| Closed)?;
                 self.hub.metrics.realtime.messages_out.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
-            _ = kill.notify.notified() => Err(Closed),
+            _ = killed => Err(Closed),
         }
     }
 
@@ -309,10 +353,8 @@ impl Connection {
                 }
             }
             ClientMessage::Unsubscribe { id } => {
-                if let Some(local) = self.by_name.remove(&id) {
-                    if let Some(sub) = self.subscriptions.remove(&local) {
-                        self.hub.unsubscribe((self.id, local), &sub.placement);
-                    }
+                if let Some(local) = self.by_name.get(&id).copied() {
+                    self.end(local);
                 }
                 Ok(())
             }
@@ -382,117 +424,241 @@ impl Connection {
                     .await
             }
         };
-        let placement = match spec.as_ref() {
-            Spec::Doc(path) => Placement::of_doc(path),
-            Spec::Query { query, .. } => Placement::of_query(query),
-        };
         let local = self.next_local;
         self.next_local += 1;
-        // Filed first, computed second: every commit after the first result's version reaches
-        // the subscription (earlier ones wait in `Pending` and are dropped as already seen).
-        self.hub.subscribe((self.id, local), &placement);
+        let kind = match spec.as_ref() {
+            Spec::Doc(path) => {
+                // Filed first, computed second: every commit after the first result's version
+                // reaches the subscription (earlier ones wait in `Pending` and are dropped as
+                // already seen).
+                let placement = Placement::of_doc(path);
+                self.hub.subscribe_doc(self.id, local, &placement);
+                Kind::Doc {
+                    spec: spec.clone(),
+                    placement,
+                    view: View::default(),
+                    state: SubState::Pending(Vec::new()),
+                }
+            }
+            Spec::Query { .. } => Kind::Query,
+        };
         self.by_name.insert(name.clone(), local);
-        self.subscriptions.insert(
-            local,
-            Subscription {
-                name,
-                spec: spec.clone(),
-                placement,
-                view: View::default(),
-                state: SubState::Pending(Vec::new()),
-            },
-        );
+        self.subscriptions
+            .insert(local, Subscription { name, kind });
+        self.hub
+            .metrics
+            .realtime
+            .subscriptions
+            .fetch_add(1, Ordering::Relaxed);
         let hub = self.hub.clone();
         let done = self.initial_tx.clone();
-        tokio::task::spawn_blocking(move || {
-            let outcome = opening(&hub, &spec, &access, resume_from);
+        // On the fixed storage pool: many clients subscribing at once must not each start a
+        // blocking thread (each keeps its stack and allocator cache resident).
+        let queued = crate::store::pool::spawn(move || {
+            let outcome = opening(&hub, spec, &access, resume_from);
             let _ = done.send(Box::new(Initial { local, outcome }));
         });
-        Ok(())
+        match queued {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                tracing::error!(error = %err, "realtime cannot reach the storage pool");
+                self.end_with_error(local, "unavailable", "the server is shutting down")
+                    .await
+            }
+        }
     }
 
     async fn on_initial(&mut self, initial: Box<Initial>) -> Result<(), Closed> {
-        let Some(sub) = self.subscriptions.get_mut(&initial.local) else {
+        let local = initial.local;
+        let Some(sub) = self.subscriptions.get_mut(&local) else {
             return Ok(()); // Unsubscribed meanwhile.
         };
         let opening = match initial.outcome {
             Ok(opening) => opening,
             Err(err) => {
                 return self
-                    .end_with_error(initial.local, err.code.as_str(), &err.message)
+                    .end_with_error(local, err.code.as_str(), &err.message)
                     .await;
+            }
+        };
+        let (spec, view, state) = match &mut sub.kind {
+            Kind::Doc {
+                spec, view, state, ..
+            } => (spec.clone(), view, state),
+            Kind::Query => {
+                if let Opening::Query {
+                    spec,
+                    at_least,
+                    resume,
+                } = opening
+                {
+                    self.join_feed(local, spec, at_least, resume);
+                }
+                return Ok(());
             }
         };
         let (message, version) = match opening {
             Opening::Snapshot { entries, version } => {
-                sub.view = View::new(entries);
-                let docs: Vec<Arc<str>> = sub
-                    .view
-                    .visible(&sub.spec)
-                    .map(|e| sub.spec.render(&e.state))
-                    .collect();
+                *view = View::new(entries);
+                let docs: Vec<Arc<str>> =
+                    view.visible(&spec).map(|e| spec.render(&e.state)).collect();
                 (
                     protocol::snapshot(&sub.name, version, docs.iter().map(|d| d.as_ref())),
                     version,
                 )
             }
             Opening::Resume { old, new, version } => {
-                sub.view = View::new(old);
-                let changes = sub.view.replace(&sub.spec, new);
+                *view = View::new(old);
+                let changes = view.replace(&spec, new);
                 (protocol::changes(&sub.name, version, &changes), version)
             }
+            Opening::Query { .. } => return Ok(()),
         };
-        let waiting = match std::mem::replace(&mut sub.state, SubState::Live) {
+        let waiting = match std::mem::replace(state, SubState::Live) {
             SubState::Pending(records) => records,
             SubState::Live => Vec::new(),
         };
         self.send(message).await?;
         for record in waiting.into_iter().filter(|r| r.version > version) {
-            self.apply(initial.local, &record).await?;
+            self.apply(local, &record).await?;
         }
         Ok(())
+    }
+
+    /// Joins the query's feed; the first message arrives from the hub. A new feed's first
+    /// result is read here, off the executor.
+    fn join_feed(&self, local: u32, spec: Arc<Spec>, at_least: u64, resume: Option<Vec<Entry>>) {
+        let Spec::Query { query, .. } = spec.as_ref() else {
+            return;
+        };
+        // Equal parsed queries (filters, order, cursors, limit, offset, select) share a feed.
+        let key = format!("{query:?}");
+        let placement = Placement::of_query(query);
+        let joiner = Joiner {
+            connection: self.id,
+            local,
+            at_least,
+            resume,
+        };
+        if let Joined::Created(id) = self.hub.join_feed(key, spec.clone(), placement, joiner) {
+            let hub = self.hub.clone();
+            let read = move || {
+                let first = hub
+                    .store
+                    .read()
+                    .map_err(|e| e.to_string())
+                    .and_then(|view| {
+                        result_at(&hub.docs, view.as_ref(), &spec, None).map_err(|e| e.to_string())
+                    });
+                hub.start_feed(id, first);
+            };
+            if let Err(err) = crate::store::pool::spawn(read) {
+                self.hub.start_feed(id, Err(err.to_string()));
+            }
+        }
+    }
+
+    /// Handles what the hub queued, in order.
+    async fn on_events(&mut self, events: VecDeque<Event>) -> Result<(), Closed> {
+        for event in events {
+            self.on_event(event).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_changes(
+        &mut self,
+        local: u32,
+        version: u64,
+        arrays: &[Arc<str>],
+    ) -> Result<(), Closed> {
+        let Some(sub) = self.subscriptions.get(&local) else {
+            return Ok(());
+        };
+        let message = protocol::changes_frame(&sub.name, version, arrays);
+        self.send(message).await
     }
 
     async fn on_event(&mut self, event: Event) -> Result<(), Closed> {
-        for local in event.subscriptions {
-            let Some(sub) = self.subscriptions.get_mut(&local) else {
-                continue;
-            };
-            if let SubState::Pending(waiting) = &mut sub.state {
-                waiting.push(event.record.clone());
-                continue;
+        match event {
+            Event::Record {
+                record,
+                subscriptions,
+            } => {
+                for local in subscriptions {
+                    let Some(sub) = self.subscriptions.get_mut(&local) else {
+                        continue;
+                    };
+                    if let Kind::Doc {
+                        state: SubState::Pending(waiting),
+                        ..
+                    } = &mut sub.kind
+                    {
+                        waiting.push(record.clone());
+                        continue;
+                    }
+                    self.apply(local, &record).await?;
+                }
+                Ok(())
             }
-            self.apply(local, &event.record).await?;
+            Event::Opening { local, opening } => {
+                let Some(sub) = self.subscriptions.get(&local) else {
+                    return Ok(());
+                };
+                let message = match opening {
+                    feed::Opening::Snapshot { version, docs } => {
+                        protocol::snapshot_frame(&sub.name, version, &docs)
+                    }
+                    feed::Opening::Changes { version, changes } => {
+                        protocol::changes_frame(&sub.name, version, &[changes])
+                    }
+                };
+                self.send(message).await
+            }
+            Event::Changes {
+                local,
+                version,
+                arrays,
+                ..
+            } => self.send_changes(local, version, &arrays).await,
+            Event::Failed { local } => {
+                self.end_with_error(local, "internal", "internal error")
+                    .await
+            }
         }
-        Ok(())
     }
 
-    /// Applies one commit to one live subscription and sends what changed.
+    /// Applies one commit to one live document subscription and sends what changed.
     async fn apply(&mut self, local: u32, record: &Arc<ChangeRecord>) -> Result<(), Closed> {
         let access = self.access();
         let Some(sub) = self.subscriptions.get_mut(&local) else {
             return Ok(());
         };
+        let Kind::Doc { spec, view, .. } = &mut sub.kind else {
+            return Ok(());
+        };
+        let Spec::Doc(path) = spec.as_ref() else {
+            return Ok(());
+        };
         let mut changes: Vec<WireChange> = Vec::new();
-        let mut refill = false;
-        for change in record.changes.iter().filter(|c| sub.spec.touches(&c.path)) {
-            if let (Spec::Doc(path), Some(access)) = (sub.spec.as_ref(), &access) {
+        for change in record.changes.iter().filter(|c| spec.touches(&c.path)) {
+            if let Some(access) = &access {
                 if !matches!(access, Access::Admin) {
                     // Inline rather than on the blocking pool: one rules evaluation whose
                     // lookups (if any) hit pages a commit just wrote, and keeping it in this
                     // task keeps the connection's messages in commit order.
-                    let allowed = self
-                        .hub
-                        .store
-                        .read()
-                        .map_err(DocsError::from)
-                        .and_then(|view| {
-                            access.check_get(
-                                view.as_ref(),
-                                path,
-                                change.after.as_ref().map(|a| &a.document),
-                            )
-                        });
+                    let allowed =
+                        self.hub
+                            .store
+                            .read()
+                            .map_err(DocsError::from)
+                            .and_then(|store| {
+                                access.check_get(
+                                    store.as_ref(),
+                                    path,
+                                    change.after.as_ref().map(|a| &a.document),
+                                )
+                            });
                     if let Err(err) = allowed {
                         let err = ApiError::from(err);
                         return self
@@ -501,33 +667,7 @@ impl Connection {
                     }
                 }
             }
-            let applied = sub.view.apply(&sub.spec, change);
-            changes.extend(applied.changes);
-            refill |= applied.needs_refill;
-        }
-        if refill {
-            let hub = self.hub.clone();
-            let spec = sub.spec.clone();
-            let version = record.version;
-            let refilled = tokio::task::spawn_blocking(move || {
-                let view = hub.store.read().map_err(DocsError::from)?;
-                result_at(&hub.docs, view.as_ref(), &spec, Some(version))
-            })
-            .await;
-            match refilled {
-                Ok(Ok((entries, _))) => changes.extend(sub.view.replace(&sub.spec, entries)),
-                other => {
-                    let message = match other {
-                        Ok(Err(err)) => err.to_string(),
-                        Err(err) => err.to_string(),
-                        Ok(Ok(_)) => String::new(),
-                    };
-                    tracing::error!(error = %message, "realtime could not refill a limited view");
-                    return self
-                        .end_with_error(local, "internal", "internal error")
-                        .await;
-                }
-            }
+            changes.extend(view.apply(spec, change).changes);
         }
         if changes.is_empty() {
             return Ok(());
@@ -536,11 +676,21 @@ impl Connection {
         self.send(message).await
     }
 
-    async fn end(&mut self, local: u32) {
-        if let Some(sub) = self.subscriptions.remove(&local) {
-            self.by_name.remove(&sub.name);
-            self.hub.unsubscribe((self.id, local), &sub.placement);
+    /// Forgets a subscription here and in the hub.
+    fn end(&mut self, local: u32) {
+        let Some(sub) = self.subscriptions.remove(&local) else {
+            return;
+        };
+        self.by_name.remove(&sub.name);
+        match sub.kind {
+            Kind::Doc { placement, .. } => self.hub.unsubscribe_doc(self.id, local, &placement),
+            Kind::Query => self.hub.leave_feed(self.id, local),
         }
+        self.hub
+            .metrics
+            .realtime
+            .subscriptions
+            .fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Ends the subscription and tells the client why, under the subscription's id.
@@ -553,7 +703,7 @@ impl Connection {
         let Some(name) = self.subscriptions.get(&local).map(|s| s.name.clone()) else {
             return Ok(());
         };
-        self.end(local).await;
+        self.end(local);
         self.send(protocol::error(Some(&name), code, message)).await
     }
 
@@ -593,27 +743,44 @@ fn parse_target(target: &Target, max_limit: usize) -> Result<Spec, String> {
     }
 }
 
-/// Checks access and computes the first result: a snapshot, or the changes since `resume_from`
-/// when the change log still covers it.
+/// Checks access and computes the first result: for a document a snapshot, or the changes
+/// since `resume_from` when the change log still covers it; for a query what it needs to join
+/// its feed.
 fn opening(
     hub: &Hub,
-    spec: &Spec,
+    spec: Arc<Spec>,
     access: &Access,
     resume_from: Option<u64>,
 ) -> Result<Opening, ApiError> {
     let view = hub.store.read().map_err(DocsError::from)?;
-    match spec {
+    match spec.as_ref() {
         Spec::Doc(path) => {
             let stored = crate::docs::read_documents(view.as_ref(), std::slice::from_ref(path))?
                 .pop()
                 .flatten();
             access.check_get(view.as_ref(), path, stored.as_ref())?;
         }
-        Spec::Query { query, .. } => access.check_list(view.as_ref(), query)?,
+        Spec::Query { query, .. } => {
+            access.check_list(view.as_ref(), query)?;
+            let at_least = changelog::view_version(view.as_ref()).map_err(DocsError::from)?;
+            let resume = match resume_from {
+                Some(from) => match result_at(&hub.docs, view.as_ref(), &spec, Some(from)) {
+                    Ok((old, _)) => Some(old),
+                    Err(ResultError::NotCovered(_)) => None,
+                    Err(err) => return Err(result_error(err)),
+                },
+                None => None,
+            };
+            return Ok(Opening::Query {
+                spec,
+                at_least,
+                resume,
+            });
+        }
     }
-    let (new, version) = result_at(&hub.docs, view.as_ref(), spec, None).map_err(result_error)?;
+    let (new, version) = result_at(&hub.docs, view.as_ref(), &spec, None).map_err(result_error)?;
     if let Some(from) = resume_from.filter(|from| *from <= version) {
-        match result_at(&hub.docs, view.as_ref(), spec, Some(from)) {
+        match result_at(&hub.docs, view.as_ref(), &spec, Some(from)) {
             Ok((old, _)) => return Ok(Opening::Resume { old, new, version }),
             Err(ResultError::NotCovered(_)) => {}
             Err(err) => return Err(result_error(err)),

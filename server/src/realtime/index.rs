@@ -6,20 +6,27 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::feed::FeedId;
 use crate::docs::query::{field_value, Filter, Op, Query, Source};
 use crate::model::keys::encode_value;
 use crate::model::{DocPath, Document, FieldPath, Value};
 
-/// A connection, and a subscription within it.
+/// A connection.
 pub type ConnId = u64;
-pub type SubKey = (ConnId, u32);
+
+/// What a change is routed to: one connection's document subscription, or a shared query feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Watcher {
+    Subscription(ConnId, u32),
+    Feed(FeedId),
+}
 
 #[derive(Default)]
 struct Bucket {
     /// Queries without an indexable equality: every change in the collection concerns them.
-    all: HashSet<SubKey>,
+    all: HashSet<Watcher>,
     /// field → encoded value → subscriptions with `field == value`.
-    equal: HashMap<FieldPath, HashMap<Vec<u8>, HashSet<SubKey>>>,
+    equal: HashMap<FieldPath, HashMap<Vec<u8>, HashSet<Watcher>>>,
 }
 
 impl Bucket {
@@ -27,7 +34,7 @@ impl Bucket {
         self.all.is_empty() && self.equal.is_empty()
     }
 
-    fn collect(&self, documents: &[Option<&Document>], out: &mut Vec<SubKey>) {
+    fn collect(&self, documents: &[Option<&Document>], out: &mut Vec<Watcher>) {
         out.extend(self.all.iter().copied());
         for (field, by_value) in &self.equal {
             let mut seen: Option<Vec<u8>> = None;
@@ -98,13 +105,13 @@ impl Placement {
 
 #[derive(Default)]
 pub struct SubscriptionIndex {
-    docs: HashMap<DocPath, HashSet<SubKey>>,
+    docs: HashMap<DocPath, HashSet<Watcher>>,
     collections: HashMap<String, Bucket>,
     groups: HashMap<String, Bucket>,
 }
 
 impl SubscriptionIndex {
-    pub fn insert(&mut self, placement: &Placement, key: SubKey) {
+    pub fn insert(&mut self, placement: &Placement, key: Watcher) {
         match placement {
             Placement::Doc(path) => {
                 self.docs.entry(path.clone()).or_default().insert(key);
@@ -120,7 +127,7 @@ impl SubscriptionIndex {
         }
     }
 
-    pub fn remove(&mut self, placement: &Placement, key: SubKey) {
+    pub fn remove(&mut self, placement: &Placement, key: Watcher) {
         match placement {
             Placement::Doc(path) => {
                 if let Some(subs) = self.docs.get_mut(path) {
@@ -143,7 +150,7 @@ impl SubscriptionIndex {
         path: &DocPath,
         before: Option<&Document>,
         after: Option<&Document>,
-        out: &mut Vec<SubKey>,
+        out: &mut Vec<Watcher>,
     ) {
         if let Some(subs) = self.docs.get(path) {
             out.extend(subs.iter().copied());
@@ -158,7 +165,7 @@ impl SubscriptionIndex {
     }
 }
 
-fn file(bucket: &mut Bucket, equality: &Option<(FieldPath, Vec<u8>)>, key: SubKey) {
+fn file(bucket: &mut Bucket, equality: &Option<(FieldPath, Vec<u8>)>, key: Watcher) {
     match equality {
         None => {
             bucket.all.insert(key);
@@ -179,7 +186,7 @@ fn unfile(
     buckets: &mut HashMap<String, Bucket>,
     name: &str,
     equality: &Option<(FieldPath, Vec<u8>)>,
-    key: SubKey,
+    key: Watcher,
 ) {
     let Some(bucket) = buckets.get_mut(name) else {
         return;
@@ -242,18 +249,19 @@ mod tests {
             .iter()
             .enumerate()
         {
-            index.insert(p, (1, i as u32));
+            index.insert(p, Watcher::Subscription(1, i as u32));
         }
         let mut out = Vec::new();
         let before = doc("posts/p1", json!({"owner": "u1"}));
         let after = doc("posts/p1", json!({"owner": "u3"}));
         index.lookup(&after.path, Some(&before), Some(&after), &mut out);
         out.sort();
-        assert_eq!(out, vec![(1, 0), (1, 2), (1, 3), (1, 5)]);
-        index.remove(&owner_u1, (1, 0));
+        let sub = |i| Watcher::Subscription(1, i);
+        assert_eq!(out, vec![sub(0), sub(2), sub(3), sub(5)]);
+        index.remove(&owner_u1, sub(0));
         out.clear();
         index.lookup(&after.path, Some(&before), Some(&after), &mut out);
         out.sort();
-        assert_eq!(out, vec![(1, 2), (1, 3), (1, 5)]);
+        assert_eq!(out, vec![sub(2), sub(3), sub(5)]);
     }
 }

@@ -7,12 +7,16 @@
 //! - `record`: a change-log record, decoded once per commit.
 //! - `index`: which subscriptions a changed document may concern.
 //! - `hub`: tails the change log and fans each commit out to connections.
-//! - `view`: ordered, limited per-subscription views and their changes; `result_at`.
+//! - `mailbox`: a connection's queue of hub events, merging a lagging subscription's changes.
+//! - `view`: ordered, limited views and their changes; `result_at`.
+//! - `feed`: one shared view per distinct subscribed query, followed by the hub.
 //! - `connection`: one socket: auth, subscriptions, heartbeat, limits.
 
 pub mod connection;
+pub mod feed;
 pub mod hub;
 pub mod index;
+pub mod mailbox;
 pub mod protocol;
 pub mod record;
 pub mod view;

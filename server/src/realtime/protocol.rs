@@ -192,27 +192,43 @@ pub struct WireChange {
 
 /// `{"type":"snapshot","id","version","docs":[...]}`.
 pub fn snapshot<'a>(id: &str, version: u64, docs: impl Iterator<Item = &'a str>) -> String {
-    let mut out = String::with_capacity(64);
+    snapshot_frame(id, version, &docs_array(docs))
+}
+
+/// A snapshot around an already rendered `docs` array (shared by every subscriber of a feed).
+pub fn snapshot_frame(id: &str, version: u64, docs: &str) -> String {
+    let mut out = String::with_capacity(64 + docs.len());
     out.push_str(r#"{"type":"snapshot","id":"#);
     out.push_str(&Json::from(id).to_string());
-    out.push_str(&format!(r#","version":{version},"docs":["#));
+    out.push_str(&format!(r#","version":{version},"docs":"#));
+    out.push_str(docs);
+    out.push('}');
+    out
+}
+
+/// `[doc,doc,...]`.
+pub fn docs_array<'a>(docs: impl Iterator<Item = &'a str>) -> String {
+    let mut out = String::from("[");
     for (i, doc) in docs.enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push_str(doc);
     }
-    out.push_str("]}");
+    out.push(']');
     out
 }
 
 /// `{"type":"changes","id","version","changes":[{"kind","doc","oldIndex","newIndex"}]}`.
 pub fn changes(id: &str, version: u64, changes: &[WireChange]) -> String {
+    changes_frame(id, version, &[changes_array(changes).as_str()])
+}
+
+/// The `changes` array: `[{"kind","doc","oldIndex","newIndex"},...]`.
+pub fn changes_array(changes: &[WireChange]) -> String {
     let mut out =
-        String::with_capacity(64 + changes.iter().map(|c| c.doc.len() + 64).sum::<usize>());
-    out.push_str(r#"{"type":"changes","id":"#);
-    out.push_str(&Json::from(id).to_string());
-    out.push_str(&format!(r#","version":{version},"changes":["#));
+        String::with_capacity(2 + changes.iter().map(|c| c.doc.len() + 64).sum::<usize>());
+    out.push('[');
     for (i, change) in changes.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -223,6 +239,36 @@ pub fn changes(id: &str, version: u64, changes: &[WireChange]) -> String {
             r#","oldIndex":{},"newIndex":{}}}"#,
             change.old_index, change.new_index
         ));
+    }
+    out.push(']');
+    out
+}
+
+/// One `changes` message from the `changes` arrays of consecutive commits (applied in order,
+/// as the client applies the entries of one message); `version` is the last commit's.
+pub fn changes_frame<S: AsRef<str>>(id: &str, version: u64, arrays: &[S]) -> String {
+    fn inner(array: &str) -> &str {
+        array
+            .strip_prefix('[')
+            .and_then(|t| t.strip_suffix(']'))
+            .unwrap_or_default()
+    }
+    let mut out =
+        String::with_capacity(64 + arrays.iter().map(|a| a.as_ref().len()).sum::<usize>());
+    out.push_str(r#"{"type":"changes","id":"#);
+    out.push_str(&Json::from(id).to_string());
+    out.push_str(&format!(r#","version":{version},"changes":["#));
+    let mut first = true;
+    for array in arrays {
+        let entries = inner(array.as_ref());
+        if entries.is_empty() {
+            continue;
+        }
+        if !first {
+            out.push(',');
+        }
+        out.push_str(entries);
+        first = false;
     }
     out.push_str("]}");
     out
@@ -301,5 +347,18 @@ mod tests {
             parsed,
             json!({"type":"changes","id":"s\"1","version":9,"changes":[{"kind":"added","doc":{"path":"a/b"},"oldIndex":-1,"newIndex":0}]})
         );
+    }
+
+    #[test]
+    fn consecutive_changes_merge_into_one_message() {
+        let one = r#"[{"kind":"added","doc":{"path":"a/b"},"oldIndex":-1,"newIndex":0}]"#;
+        let two = r#"[{"kind":"removed","doc":{"path":"a/b"},"oldIndex":0,"newIndex":-1}]"#;
+        let text = changes_frame("s1", 12, &[one, "[]", two]);
+        let parsed: Json = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed["version"], 12);
+        assert_eq!(parsed["changes"].as_array().unwrap().len(), 2);
+        assert_eq!(parsed["changes"][1]["kind"], "removed");
+        let empty: Json = serde_json::from_str(&changes_frame::<&str>("s1", 3, &["[]"])).unwrap();
+        assert_eq!(empty["changes"], json!([]));
     }
 }

@@ -70,7 +70,7 @@ impl Spec {
         }
     }
 
-    fn offset(&self) -> usize {
+    pub fn offset(&self) -> usize {
         match self {
             Spec::Doc(_) => 0,
             Spec::Query { query, .. } => query.offset,

@@ -34,6 +34,19 @@ pub async fn run<T: Send + 'static>(
     }
 }
 
+/// Queues storage work on the process's pool without waiting for it (the work reports back
+/// itself, e.g. through a channel).
+pub fn spawn(work: impl FnOnce() + Send + 'static) -> Result<(), PoolError> {
+    let pool = SHARED.get_or_init(|| StoragePool::for_this_machine().map_err(|e| e.to_string()));
+    match pool {
+        Ok(pool) => pool
+            .jobs
+            .send(Box::new(work))
+            .map_err(|_| PoolError::Closed),
+        Err(err) => Err(PoolError::Start(err.clone())),
+    }
+}
+
 pub struct StoragePool {
     jobs: mpsc::Sender<Job>,
 }
