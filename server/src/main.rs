@@ -9,7 +9,9 @@ use hearth::config::Settings;
 use hearth::startup::Server;
 
 /// glibc malloc showed up as a third of the CPU profile of queries; mimalloc is far cheaper for
-/// the many small, short-lived allocations of request handling.
+/// the many small, short-lived allocations of request handling. Built with `no_thp`: asking for
+/// transparent huge pages made every touched 2 MiB region resident, 10,000 idle WebSockets
+/// cost 24 KiB each instead of 17.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
