@@ -77,6 +77,18 @@ async fn query_paths(server: &TestServer, query: &Json) -> Vec<String> {
         .collect()
 }
 
+/// Connects again and resumes `query` (as subscription "s") from `version`: the client and its
+/// first message.
+async fn resume(server: &TestServer, query: &Json, version: u64) -> (RealtimeClient, Json) {
+    let mut client = admin_client(server).await;
+    client
+        .subscribe_query("s", query.clone(), Some(version))
+        .await
+        .unwrap();
+    let first = client.next_message().await.unwrap();
+    (client, first)
+}
+
 async fn expect_nothing(client: &mut RealtimeClient, within: Duration) {
     if let Some(incoming) = client.next_within(within).await.unwrap() {
         panic!("expected silence, got {incoming:?}");
@@ -278,12 +290,7 @@ async fn resume_delivers_exactly_the_missed_changes_as_one_message() {
     put(&server, "other/x", json!({"n": 0})).await;
     put(&server, "tasks/t8", json!({"n": 100})).await;
 
-    let mut client = admin_client(&server).await;
-    client
-        .subscribe_query("s", query.clone(), Some(view.version))
-        .await
-        .unwrap();
-    let resumed = client.next_message().await.unwrap();
+    let (mut client, resumed) = resume(&server, &query, view.version).await;
     assert_eq!(resumed["type"], "changes", "{resumed}");
     view.apply(&resumed).unwrap();
     assert_eq!(view.paths(), query_paths(&server, &query).await);
@@ -302,12 +309,7 @@ async fn resume_delivers_exactly_the_missed_changes_as_one_message() {
 
     // Resuming from the current version sends an empty `changes`, then live changes follow.
     client.close().await;
-    let mut client = admin_client(&server).await;
-    client
-        .subscribe_query("s", query.clone(), Some(view.version))
-        .await
-        .unwrap();
-    let nothing = client.next_message().await.unwrap();
+    let (mut client, nothing) = resume(&server, &query, view.version).await;
     assert_eq!(nothing["type"], "changes");
     assert_eq!(nothing["changes"], json!([]));
     let version = put(&server, "tasks/t0", json!({"n": 0, "x": 1})).await;
@@ -877,12 +879,7 @@ async fn resuming_into_a_live_feed_gets_only_the_missed_changes() {
     put(&server, "queue/q1", json!({"n": 1, "done": true})).await;
     put(&server, "queue/q5", json!({"n": 5})).await;
 
-    let mut client = admin_client(&server).await;
-    client
-        .subscribe_query("s", query.clone(), Some(view.version))
-        .await
-        .unwrap();
-    let resumed = client.next_message().await.unwrap();
+    let (_client, resumed) = resume(&server, &query, view.version).await;
     assert_eq!(resumed["type"], "changes", "{resumed}");
     let mut kinds = paths_of(&resumed);
     kinds.sort();
