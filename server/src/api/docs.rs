@@ -185,24 +185,15 @@ async fn list(
     }
 }
 
-/// `{"documents": [...], "nextPageToken"?}` from documents already encoded as JSON.
-pub fn documents_response(
-    documents: Vec<Vec<u8>>,
-    next_page_token: Option<String>,
-) -> HttpResponse {
-    let size: usize = documents.iter().map(|d| d.len() + 1).sum();
-    let mut body = Vec::with_capacity(size + 64);
-    body.extend_from_slice(b"{\"documents\":[");
-    for (i, document) in documents.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(document);
-    }
-    body.push(b']');
-    if let Some(token) = next_page_token {
+/// `{"documents": [...], "nextPageToken"?}` from the page already encoded as a JSON array.
+pub fn documents_response(documents: Vec<u8>, next_page_token: Option<String>) -> HttpResponse {
+    let token = next_page_token.map(|token| Json::String(token).to_string());
+    let mut body = Vec::with_capacity(documents.len() + token.as_ref().map_or(0, String::len) + 40);
+    body.extend_from_slice(b"{\"documents\":");
+    body.extend_from_slice(&documents);
+    if let Some(token) = token {
         body.extend_from_slice(b",\"nextPageToken\":");
-        body.extend_from_slice(Json::String(token).to_string().as_bytes());
+        body.extend_from_slice(token.as_bytes());
     }
     body.push(b'}');
     HttpResponse::Ok()
