@@ -32,7 +32,9 @@ use crate::metrics::Metrics;
 use crate::model::document::StoredHeader;
 use crate::model::keys::document_key;
 use crate::model::{DocPath, Document, FieldPath, Timestamp};
-use crate::store::{commit, CommitError, Expect, ReadView, SharedStore, Space, WriteSet};
+use crate::store::{
+    commit, CommitError, Expect, ReadView, SharedStore, Space, StoreError, WriteSet,
+};
 
 /// Stripes of the per-document write locks.
 const WRITE_LOCK_STRIPES: usize = 1_024;
@@ -43,6 +45,10 @@ fn stripe_of(path: &DocPath) -> usize {
     path.hash(&mut hasher);
     (hasher.finish() % WRITE_LOCK_STRIPES as u64) as usize
 }
+
+/// Commits of at most this many writes are prepared inside the store's writer (see
+/// `Docs::commit_inner`).
+const MAX_WRITES_PREPARED_IN_WRITER: usize = 16;
 
 /// Commits retried this often when concurrent commits keep changing their documents.
 const MAX_COMMIT_ATTEMPTS: u32 = 20;
@@ -233,23 +239,36 @@ impl Docs {
             writes
         };
         let writes = Arc::new(writes);
+        // Small commits are prepared by the store's writer itself, on the latest state: no hop
+        // to the storage pool, no read snapshot, and no retry because another commit came
+        // first. Large batches and migrations' staged commits (whose stage may scan) are
+        // prepared on the storage pool and checked optimistically instead, so they never hold
+        // up every other commit while they compute.
+        let in_writer = stage.is_none() && writes.len() <= MAX_WRITES_PREPARED_IN_WRITER;
         for attempt in 0..MAX_COMMIT_ATTEMPTS {
             let catalog = self.catalog.snapshot();
-            let input = writes.clone();
-            let access = access.clone();
-            let stage = stage.clone();
-            let prepared = self
-                .blocking(move |docs| {
-                    docs.prepare(
-                        &input,
-                        &catalog,
-                        &access,
-                        stage.as_deref(),
-                        Schemas::Enforce,
-                    )
-                })
-                .await?;
-            match commit(self.store.as_ref(), prepared.write_set).await {
+            let (prepared, committed) = if in_writer {
+                self.prepare_in_writer(writes.clone(), catalog, access.clone())
+                    .await?
+            } else {
+                let input = writes.clone();
+                let access = access.clone();
+                let stage = stage.clone();
+                let mut prepared = self
+                    .blocking(move |docs| {
+                        docs.prepare(
+                            &input,
+                            &catalog,
+                            &access,
+                            stage.as_deref(),
+                            Schemas::Enforce,
+                        )
+                    })
+                    .await?;
+                let write_set = std::mem::take(&mut prepared.write_set);
+                (prepared, commit(self.store.as_ref(), write_set).await)
+            };
+            match committed {
                 Ok(version) => {
                     if !prepared.outbox.is_empty() {
                         self.hooks.committed(prepared.outbox);
@@ -280,6 +299,46 @@ impl Docs {
         Err(DocsError::Aborted(
             "too much contention on these documents; retry the request".into(),
         ))
+    }
+
+    /// Has the store's writer prepare `writes` on its own transaction and commit them; answers
+    /// what was prepared (its write set taken) and how the commit went.
+    async fn prepare_in_writer(
+        self: &Arc<Self>,
+        writes: Arc<Vec<Write>>,
+        catalog: Arc<CatalogSnapshot>,
+        access: Access,
+    ) -> Result<(Prepared, Result<u64, CommitError>), DocsError> {
+        let (sender, prepared) = tokio::sync::oneshot::channel();
+        let docs = self.clone();
+        let committed = self
+            .store
+            .submit_prepared(Box::new(move |view| {
+                match docs.prepare_on(view, &writes, &catalog, &access, None, Schemas::Enforce) {
+                    Ok(mut prepared) => {
+                        let write_set = std::mem::take(&mut prepared.write_set);
+                        let _ = sender.send(Ok(prepared));
+                        Some(write_set)
+                    }
+                    Err(err) => {
+                        let _ = sender.send(Err(err));
+                        None
+                    }
+                }
+            }))
+            .await;
+        match prepared.await {
+            Ok(Ok(prepared)) => Ok((
+                prepared,
+                committed.unwrap_or(Err(CommitError::Store(StoreError::Closed))),
+            )),
+            Ok(Err(err)) => Err(err),
+            // Never prepared: the store shut down first, or preparing panicked.
+            Err(_) => match committed {
+                Ok(Err(CommitError::Store(err))) => Err(err.into()),
+                _ => Err(DocsError::Task("preparing the commit failed".into())),
+            },
+        }
     }
 
     /// Asks the `before` hooks about every write the rules allow (each write's hooks run in
@@ -359,14 +418,27 @@ impl Docs {
         schemas_check: Schemas,
     ) -> Result<Prepared, DocsError> {
         let view = self.store.read()?;
-        let staged = stage.map(|stage| stage(view.as_ref())).transpose()?;
+        self.prepare_on(view.as_ref(), writes, catalog, access, stage, schemas_check)
+    }
+
+    /// `prepare` on a given view: a snapshot, or the writer's own transaction.
+    fn prepare_on(
+        &self,
+        view: &dyn ReadView,
+        writes: &[Write],
+        catalog: &CatalogSnapshot,
+        access: &Access,
+        stage: Option<&Stage>,
+        schemas_check: Schemas,
+    ) -> Result<Prepared, DocsError> {
+        let staged = stage.map(|stage| stage(view)).transpose()?;
         let mut paths: Vec<DocPath> = Vec::new();
         for write in writes {
             if !paths.contains(&write.path) {
                 paths.push(write.path.clone());
             }
         }
-        let originals = read_documents(view.as_ref(), &paths)?;
+        let originals = read_documents(view, &paths)?;
         let mut current: HashMap<DocPath, Option<Document>> = paths
             .iter()
             .cloned()
@@ -402,12 +474,7 @@ impl Docs {
                         before: before.as_ref(),
                         after: before.as_ref(),
                     };
-                    access.check_writes(
-                        view.as_ref(),
-                        std::slice::from_ref(&attempt),
-                        &current,
-                        now,
-                    )?;
+                    access.check_writes(view, std::slice::from_ref(&attempt), &current, now)?;
                     return Err(err);
                 }
                 Err(err) => return Err(err),
@@ -445,7 +512,7 @@ impl Docs {
                     after: result.document.as_ref(),
                 })
                 .collect();
-            access.check_writes(view.as_ref(), &checks, &current, now)?;
+            access.check_writes(view, &checks, &current, now)?;
         }
         // The schema judges what would be stored, for the admin as for clients.
         let schemas = match staged.as_ref().and_then(|s| s.schemas.clone()) {
