@@ -177,25 +177,13 @@ async fn list(
     }
     let query = Query::from_json(&Json::Object(body), state.docs.limits().max_page_size)?;
     match state.docs.query(query, access).await? {
-        QueryAnswer::Documents {
-            documents,
-            next_page_token,
-        } => Ok(documents_response(documents, next_page_token)),
+        QueryAnswer::Documents { body } => Ok(documents_response(body)),
         QueryAnswer::Aggregates(_) => Err(ApiError::internal(&"a list produced aggregates")),
     }
 }
 
-/// `{"documents": [...], "nextPageToken"?}` from the page already encoded as a JSON array.
-pub fn documents_response(documents: Vec<u8>, next_page_token: Option<String>) -> HttpResponse {
-    let token = next_page_token.map(|token| Json::String(token).to_string());
-    let mut body = Vec::with_capacity(documents.len() + token.as_ref().map_or(0, String::len) + 40);
-    body.extend_from_slice(b"{\"documents\":");
-    body.extend_from_slice(&documents);
-    if let Some(token) = token {
-        body.extend_from_slice(b",\"nextPageToken\":");
-        body.extend_from_slice(token.as_bytes());
-    }
-    body.push(b'}');
+/// A page of documents, its JSON answer already written by the query.
+pub fn documents_response(body: Vec<u8>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(body)

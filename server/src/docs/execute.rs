@@ -22,11 +22,10 @@ const MIN_SCAN_CHUNK: usize = 8;
 /// The answer to a query: a page of documents, or aggregates.
 #[derive(Debug)]
 pub enum QueryAnswer {
-    /// The page as one JSON array of document responses (`[{"path":…},…]`), written into a
-    /// single buffer.
+    /// The page as its whole JSON answer, `{"documents":[{"path":…},…],"nextPageToken"?:…}`,
+    /// written into one buffer (no copy on the way out).
     Documents {
-        documents: Vec<u8>,
-        next_page_token: Option<String>,
+        body: Vec<u8>,
     },
     Aggregates(Json),
 }
@@ -191,8 +190,8 @@ pub fn run(
         .iter()
         .map(|f| f.bytes.len() + 2 * f.path.as_str().len() + 128)
         .sum();
-    let mut documents = Vec::with_capacity(size + 2);
-    documents.push(b'[');
+    let mut documents = Vec::with_capacity(size + 128);
+    documents.extend_from_slice(b"{\"documents\":[");
     for (i, found) in page.iter().enumerate() {
         if i > 0 {
             documents.push(b',');
@@ -210,10 +209,13 @@ pub fn run(
         .map_err(|err| DocsError::Task(err.to_string()))?;
     }
     documents.push(b']');
-    Ok(QueryAnswer::Documents {
-        documents,
-        next_page_token,
-    })
+    if let Some(token) = next_page_token {
+        documents.extend_from_slice(b",\"nextPageToken\":");
+        serde_json::to_writer(&mut documents, &token)
+            .map_err(|err| DocsError::Task(err.to_string()))?;
+    }
+    documents.push(b'}');
+    Ok(QueryAnswer::Documents { body: documents })
 }
 
 /// Every matching document, decoded and in query order, at most `enough` (offset not applied):

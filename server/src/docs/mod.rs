@@ -29,7 +29,7 @@ use write::{apply_write, Write, WriteEffect};
 
 use crate::hooks::{AfterEvent, BeforeCall, EventKind, Hooks, OutboxAdditions};
 use crate::metrics::Metrics;
-use crate::model::document::StoredHeader;
+use crate::model::document::{write_response_with_version, StoredHeader};
 use crate::model::keys::document_key;
 use crate::model::{DocPath, Document, FieldPath, Timestamp};
 use crate::store::{
@@ -316,7 +316,14 @@ impl Docs {
             .submit_prepared(Box::new(move |view| {
                 match docs.prepare_on(view, &writes, &catalog, &access, None, Schemas::Enforce) {
                     Ok(mut prepared) => {
-                        let write_set = std::mem::take(&mut prepared.write_set);
+                        let mut write_set = std::mem::take(&mut prepared.write_set);
+                        // The documents were read on this very transaction: their version
+                        // checks hold by construction, so the writer need not look them up
+                        // again. (The catalog check stays: the entries were computed with the
+                        // in-memory catalog.)
+                        write_set
+                            .checks
+                            .retain(|check| check.space != Space::Documents);
                         let _ = sender.send(Ok(prepared));
                         Some(write_set)
                     }
@@ -543,7 +550,8 @@ impl Docs {
             }
             None => write_set.check(Space::Meta, CATALOG_KEY.to_vec(), Expect::Absent),
         }
-        let mut changes = Vec::new();
+        let mut changes: Vec<u8> = Vec::new();
+        let mut change_count = 0u32;
         let mut outbox = OutboxAdditions::default();
         for (path, original) in paths.iter().zip(&originals) {
             let key = document_key(path);
@@ -578,22 +586,32 @@ impl Docs {
             {
                 write_set.put(Space::Index, entry.clone(), doc_key.clone());
             }
-            match &after {
-                Some(document) => {
-                    write_set.put_versioned(Space::Documents, key, document.encode_for_store())
-                }
-                None => write_set.delete(Space::Documents, key),
+            // The change record is written as JSON text directly: the stored form of the
+            // new document already holds its data JSON, so it is spliced in, not re-encoded.
+            if changes.is_empty() {
+                changes.extend_from_slice(b"{\"time\":\"");
+                now.write_rfc3339(&mut changes);
+                changes.extend_from_slice(b"\",\"changes\":[");
+            } else {
+                changes.push(b',');
             }
-            let change = json!({
-                "path": path.as_str(),
-                "before": original.as_ref().map(Document::to_json),
-                "after": after.as_ref().map(|d| {
-                    let mut value = d.to_json();
-                    // The commit version is the change log key; the store fills it on read.
-                    value["version"] = Json::Null;
-                    value
-                }),
-            });
+            changes.extend_from_slice(b"{\"path\":");
+            serde_json::to_writer(&mut changes, path.as_str())
+                .map_err(|err| DocsError::Task(err.to_string()))?;
+            changes.extend_from_slice(b",\"before\":");
+            match original {
+                Some(document) => serde_json::to_writer(&mut changes, &document.to_json())
+                    .map_err(|err| DocsError::Task(err.to_string()))?,
+                None => changes.extend_from_slice(b"null"),
+            }
+            changes.extend_from_slice(b",\"after\":");
+            let stored = after.as_ref().map(Document::encode_for_store);
+            match &stored {
+                // The commit version is the change log key; the store fills it on read.
+                Some(stored) => write_response_with_version(&mut changes, path, stored, false),
+                None => changes.extend_from_slice(b"null"),
+            }
+            changes.push(b'}');
             let kind = match (original.is_some(), after.is_some()) {
                 (false, _) => EventKind::DocumentCreate,
                 (true, true) => EventKind::DocumentUpdate,
@@ -601,15 +619,19 @@ impl Docs {
             };
             if self.hooks.has_after(kind) {
                 let data = json!({
-                    "before": change["before"],
-                    "after": change["after"],
+                    "before": original.as_ref().map(Document::to_json),
+                    "after": after.as_ref().map(|d| {
+                        let mut value = d.to_json();
+                        value["version"] = Json::Null;
+                        value
+                    }),
                     "auth": access.event_auth(),
                 });
                 self.hooks.add_after_entries(
                     &mut write_set,
                     &mut outbox,
                     AfterEvent {
-                        index: changes.len() as u32,
+                        index: change_count,
                         kind,
                         subject: path.as_str(),
                         time: &now.to_rfc3339(),
@@ -617,11 +639,15 @@ impl Docs {
                     },
                 );
             }
-            changes.push(change);
+            change_count += 1;
+            match stored {
+                Some(stored) => write_set.put_versioned(Space::Documents, key, stored),
+                None => write_set.delete(Space::Documents, key),
+            }
         }
         if !changes.is_empty() {
-            let record = json!({"time": now.to_rfc3339(), "changes": changes});
-            write_set.change = Some(serde_json::to_vec(&record).unwrap_or_default());
+            changes.extend_from_slice(b"]}");
+            write_set.change = Some(changes);
         }
         if let Some(staged) = staged {
             write_set.checks.extend(staged.write_set.checks);

@@ -102,6 +102,17 @@ pub fn response_bytes(path: &DocPath, stored: &[u8]) -> Vec<u8> {
 /// Appends the `response_bytes` of a stored document to `out` (a query writes a whole page of
 /// documents into one buffer this way).
 pub fn write_response(out: &mut Vec<u8>, path: &DocPath, stored: &[u8]) {
+    write_response_with_version(out, path, stored, true);
+}
+
+/// `write_response`, with `"version": null` unless `with_version` (a change-log record, whose
+/// key is the version, holds the document before its commit has one).
+pub fn write_response_with_version(
+    out: &mut Vec<u8>,
+    path: &DocPath,
+    stored: &[u8],
+    with_version: bool,
+) {
     let header = StoredHeader::read(stored).unwrap_or(StoredHeader {
         version: 0,
         create_time: Timestamp::from_micros(0),
@@ -119,7 +130,11 @@ pub fn write_response(out: &mut Vec<u8>, path: &DocPath, stored: &[u8]) {
     out.extend_from_slice(b"\",\"updateTime\":\"");
     header.update_time.write_rfc3339(out);
     out.extend_from_slice(b"\",\"version\":");
-    out.extend_from_slice(header.version.to_string().as_bytes());
+    if with_version {
+        out.extend_from_slice(header.version.to_string().as_bytes());
+    } else {
+        out.extend_from_slice(b"null");
+    }
     out.push(b'}');
 }
 
@@ -177,5 +192,11 @@ mod tests {
         let stored = document.encode_for_store();
         let body: Json = serde_json::from_slice(&response_bytes(&document.path, &stored)).unwrap();
         assert_eq!(body, document.to_json());
+        let mut unversioned = Vec::new();
+        write_response_with_version(&mut unversioned, &document.path, &stored, false);
+        let body: Json = serde_json::from_slice(&unversioned).unwrap();
+        let mut expected = document.to_json();
+        expected["version"] = Json::Null;
+        assert_eq!(body, expected);
     }
 }
