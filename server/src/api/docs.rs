@@ -96,7 +96,14 @@ fn precondition(
 fn document_response(status: actix_web::http::StatusCode, document: &Document) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header(etag(document.version))
-        .json(document.to_json())
+        .content_type("application/json")
+        .body(document_bytes(document))
+}
+
+/// The response body of a written document: its data encoded once, spliced into the envelope
+/// (the same JSON as `Document::to_json`, without building it as a `serde_json::Value`).
+fn document_bytes(document: &Document) -> Vec<u8> {
+    response_bytes(&document.path, &document.encode_for_store())
 }
 
 /// The single written document of a one-write commit.
@@ -317,5 +324,6 @@ pub async fn post(
     Ok(HttpResponse::Created()
         .insert_header(etag(document.version))
         .insert_header((header::LOCATION, format!("/v1/docs/{path}")))
-        .json(document.to_json()))
+        .content_type("application/json")
+        .body(document_bytes(&document)))
 }
