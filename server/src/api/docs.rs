@@ -96,7 +96,14 @@ fn precondition(
 fn document_response(status: actix_web::http::StatusCode, document: &Document) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header(etag(document.version))
-        .json(document.to_json())
+        .content_type("application/json")
+        .body(document_bytes(document))
+}
+
+/// The response body of a written document: its data encoded once, spliced into the envelope
+/// (the same JSON as `Document::to_json`, without building it as a `serde_json::Value`).
+fn document_bytes(document: &Document) -> Vec<u8> {
+    response_bytes(&document.path, &document.encode_for_store())
 }
 
 /// The single written document of a one-write commit.
@@ -177,34 +184,13 @@ async fn list(
     }
     let query = Query::from_json(&Json::Object(body), state.docs.limits().max_page_size)?;
     match state.docs.query(query, access).await? {
-        QueryAnswer::Documents {
-            documents,
-            next_page_token,
-        } => Ok(documents_response(documents, next_page_token)),
+        QueryAnswer::Documents { body } => Ok(documents_response(body)),
         QueryAnswer::Aggregates(_) => Err(ApiError::internal(&"a list produced aggregates")),
     }
 }
 
-/// `{"documents": [...], "nextPageToken"?}` from documents already encoded as JSON.
-pub fn documents_response(
-    documents: Vec<Vec<u8>>,
-    next_page_token: Option<String>,
-) -> HttpResponse {
-    let size: usize = documents.iter().map(|d| d.len() + 1).sum();
-    let mut body = Vec::with_capacity(size + 64);
-    body.extend_from_slice(b"{\"documents\":[");
-    for (i, document) in documents.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(document);
-    }
-    body.push(b']');
-    if let Some(token) = next_page_token {
-        body.extend_from_slice(b",\"nextPageToken\":");
-        body.extend_from_slice(Json::String(token).to_string().as_bytes());
-    }
-    body.push(b'}');
+/// A page of documents, its JSON answer already written by the query.
+pub fn documents_response(body: Vec<u8>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(body)
@@ -338,5 +324,6 @@ pub async fn post(
     Ok(HttpResponse::Created()
         .insert_header(etag(document.version))
         .insert_header((header::LOCATION, format!("/v1/docs/{path}")))
-        .json(document.to_json()))
+        .content_type("application/json")
+        .body(document_bytes(&document)))
 }

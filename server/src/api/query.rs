@@ -23,10 +23,7 @@ pub async fn run_query(
     let query = Query::from_json(&body, state.docs.limits().max_page_size)?;
     let answer = state.docs.query(query, access).await?;
     Ok(match answer {
-        QueryAnswer::Documents {
-            documents,
-            next_page_token,
-        } => documents_response(documents, next_page_token),
+        QueryAnswer::Documents { body } => documents_response(body),
         QueryAnswer::Aggregates(aggregates) => {
             HttpResponse::Ok().json(json!({ "aggregates": aggregates }))
         }

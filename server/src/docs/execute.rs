@@ -9,7 +9,7 @@ use super::error::DocsError;
 use super::index::Direction;
 use super::planner::Plan;
 use super::query::{compare_keys, order_key, project, PageToken, Query};
-use crate::model::document::response_bytes;
+use crate::model::document::write_response;
 use crate::model::keys::document_path_from_key;
 use crate::model::{DocPath, Document, FieldPath, Value};
 use crate::store::{ReadView, Space};
@@ -22,10 +22,10 @@ const MIN_SCAN_CHUNK: usize = 8;
 /// The answer to a query: a page of documents, or aggregates.
 #[derive(Debug)]
 pub enum QueryAnswer {
-    /// Each document as its JSON response bytes.
+    /// The page as its whole JSON answer, `{"documents":[{"path":…},…],"nextPageToken"?:…}`,
+    /// written into one buffer (no copy on the way out).
     Documents {
-        documents: Vec<Vec<u8>>,
-        next_page_token: Option<String>,
+        body: Vec<u8>,
     },
     Aggregates(Json),
 }
@@ -186,19 +186,36 @@ pub fn run(
         }
         _ => None,
     };
-    let documents = page
+    let size: usize = page
         .iter()
-        .map(|f| match (&f.document, &query.select) {
-            (Some(d), Some(fields)) => serde_json::to_vec(&d.to_json_with_data(project(d, fields))),
-            (Some(d), None) => serde_json::to_vec(&d.to_json()),
-            (None, _) => Ok(response_bytes(&f.path, &f.bytes)),
-        })
-        .collect::<Result<Vec<_>, _>>()
+        .map(|f| f.bytes.len() + 2 * f.path.as_str().len() + 128)
+        .sum();
+    let mut documents = Vec::with_capacity(size + 128);
+    documents.extend_from_slice(b"{\"documents\":[");
+    for (i, found) in page.iter().enumerate() {
+        if i > 0 {
+            documents.push(b',');
+        }
+        match (&found.document, &query.select) {
+            (Some(d), Some(fields)) => {
+                serde_json::to_writer(&mut documents, &d.to_json_with_data(project(d, fields)))
+            }
+            (Some(d), None) => serde_json::to_writer(&mut documents, &d.to_json()),
+            (None, _) => {
+                write_response(&mut documents, &found.path, &found.bytes);
+                Ok(())
+            }
+        }
         .map_err(|err| DocsError::Task(err.to_string()))?;
-    Ok(QueryAnswer::Documents {
-        documents,
-        next_page_token,
-    })
+    }
+    documents.push(b']');
+    if let Some(token) = next_page_token {
+        documents.extend_from_slice(b",\"nextPageToken\":");
+        serde_json::to_writer(&mut documents, &token)
+            .map_err(|err| DocsError::Task(err.to_string()))?;
+    }
+    documents.push(b'}');
+    Ok(QueryAnswer::Documents { body: documents })
 }
 
 /// Every matching document, decoded and in query order, at most `enough` (offset not applied):

@@ -29,10 +29,12 @@ use write::{apply_write, Write, WriteEffect};
 
 use crate::hooks::{AfterEvent, BeforeCall, EventKind, Hooks, OutboxAdditions};
 use crate::metrics::Metrics;
-use crate::model::document::StoredHeader;
+use crate::model::document::{write_response_with_version, StoredHeader};
 use crate::model::keys::document_key;
 use crate::model::{DocPath, Document, FieldPath, Timestamp};
-use crate::store::{commit, CommitError, Expect, ReadView, SharedStore, Space, WriteSet};
+use crate::store::{
+    commit, CommitError, Expect, ReadView, SharedStore, Space, StoreError, WriteSet,
+};
 
 /// Stripes of the per-document write locks.
 const WRITE_LOCK_STRIPES: usize = 1_024;
@@ -43,6 +45,10 @@ fn stripe_of(path: &DocPath) -> usize {
     path.hash(&mut hasher);
     (hasher.finish() % WRITE_LOCK_STRIPES as u64) as usize
 }
+
+/// Commits of at most this many writes are prepared inside the store's writer (see
+/// `Docs::commit_inner`).
+const MAX_WRITES_PREPARED_IN_WRITER: usize = 16;
 
 /// Commits retried this often when concurrent commits keep changing their documents.
 const MAX_COMMIT_ATTEMPTS: u32 = 20;
@@ -233,23 +239,36 @@ impl Docs {
             writes
         };
         let writes = Arc::new(writes);
+        // Small commits are prepared by the store's writer itself, on the latest state: no hop
+        // to the storage pool, no read snapshot, and no retry because another commit came
+        // first. Large batches and migrations' staged commits (whose stage may scan) are
+        // prepared on the storage pool and checked optimistically instead, so they never hold
+        // up every other commit while they compute.
+        let in_writer = stage.is_none() && writes.len() <= MAX_WRITES_PREPARED_IN_WRITER;
         for attempt in 0..MAX_COMMIT_ATTEMPTS {
             let catalog = self.catalog.snapshot();
-            let input = writes.clone();
-            let access = access.clone();
-            let stage = stage.clone();
-            let prepared = self
-                .blocking(move |docs| {
-                    docs.prepare(
-                        &input,
-                        &catalog,
-                        &access,
-                        stage.as_deref(),
-                        Schemas::Enforce,
-                    )
-                })
-                .await?;
-            match commit(self.store.as_ref(), prepared.write_set).await {
+            let (prepared, committed) = if in_writer {
+                self.prepare_in_writer(writes.clone(), catalog, access.clone())
+                    .await?
+            } else {
+                let input = writes.clone();
+                let access = access.clone();
+                let stage = stage.clone();
+                let mut prepared = self
+                    .blocking(move |docs| {
+                        docs.prepare(
+                            &input,
+                            &catalog,
+                            &access,
+                            stage.as_deref(),
+                            Schemas::Enforce,
+                        )
+                    })
+                    .await?;
+                let write_set = std::mem::take(&mut prepared.write_set);
+                (prepared, commit(self.store.as_ref(), write_set).await)
+            };
+            match committed {
                 Ok(version) => {
                     if !prepared.outbox.is_empty() {
                         self.hooks.committed(prepared.outbox);
@@ -280,6 +299,53 @@ impl Docs {
         Err(DocsError::Aborted(
             "too much contention on these documents; retry the request".into(),
         ))
+    }
+
+    /// Has the store's writer prepare `writes` on its own transaction and commit them; answers
+    /// what was prepared (its write set taken) and how the commit went.
+    async fn prepare_in_writer(
+        self: &Arc<Self>,
+        writes: Arc<Vec<Write>>,
+        catalog: Arc<CatalogSnapshot>,
+        access: Access,
+    ) -> Result<(Prepared, Result<u64, CommitError>), DocsError> {
+        let (sender, prepared) = tokio::sync::oneshot::channel();
+        let docs = self.clone();
+        let committed = self
+            .store
+            .submit_prepared(Box::new(move |view| {
+                match docs.prepare_on(view, &writes, &catalog, &access, None, Schemas::Enforce) {
+                    Ok(mut prepared) => {
+                        let mut write_set = std::mem::take(&mut prepared.write_set);
+                        // The documents were read on this very transaction: their version
+                        // checks hold by construction, so the writer need not look them up
+                        // again. (The catalog check stays: the entries were computed with the
+                        // in-memory catalog.)
+                        write_set
+                            .checks
+                            .retain(|check| check.space != Space::Documents);
+                        let _ = sender.send(Ok(prepared));
+                        Some(write_set)
+                    }
+                    Err(err) => {
+                        let _ = sender.send(Err(err));
+                        None
+                    }
+                }
+            }))
+            .await;
+        match prepared.await {
+            Ok(Ok(prepared)) => Ok((
+                prepared,
+                committed.unwrap_or(Err(CommitError::Store(StoreError::Closed))),
+            )),
+            Ok(Err(err)) => Err(err),
+            // Never prepared: the store shut down first, or preparing panicked.
+            Err(_) => match committed {
+                Ok(Err(CommitError::Store(err))) => Err(err.into()),
+                _ => Err(DocsError::Task("preparing the commit failed".into())),
+            },
+        }
     }
 
     /// Asks the `before` hooks about every write the rules allow (each write's hooks run in
@@ -359,14 +425,27 @@ impl Docs {
         schemas_check: Schemas,
     ) -> Result<Prepared, DocsError> {
         let view = self.store.read()?;
-        let staged = stage.map(|stage| stage(view.as_ref())).transpose()?;
+        self.prepare_on(view.as_ref(), writes, catalog, access, stage, schemas_check)
+    }
+
+    /// `prepare` on a given view: a snapshot, or the writer's own transaction.
+    fn prepare_on(
+        &self,
+        view: &dyn ReadView,
+        writes: &[Write],
+        catalog: &CatalogSnapshot,
+        access: &Access,
+        stage: Option<&Stage>,
+        schemas_check: Schemas,
+    ) -> Result<Prepared, DocsError> {
+        let staged = stage.map(|stage| stage(view)).transpose()?;
         let mut paths: Vec<DocPath> = Vec::new();
         for write in writes {
             if !paths.contains(&write.path) {
                 paths.push(write.path.clone());
             }
         }
-        let originals = read_documents(view.as_ref(), &paths)?;
+        let originals = read_documents(view, &paths)?;
         let mut current: HashMap<DocPath, Option<Document>> = paths
             .iter()
             .cloned()
@@ -402,12 +481,7 @@ impl Docs {
                         before: before.as_ref(),
                         after: before.as_ref(),
                     };
-                    access.check_writes(
-                        view.as_ref(),
-                        std::slice::from_ref(&attempt),
-                        &current,
-                        now,
-                    )?;
+                    access.check_writes(view, std::slice::from_ref(&attempt), &current, now)?;
                     return Err(err);
                 }
                 Err(err) => return Err(err),
@@ -445,7 +519,7 @@ impl Docs {
                     after: result.document.as_ref(),
                 })
                 .collect();
-            access.check_writes(view.as_ref(), &checks, &current, now)?;
+            access.check_writes(view, &checks, &current, now)?;
         }
         // The schema judges what would be stored, for the admin as for clients.
         let schemas = match staged.as_ref().and_then(|s| s.schemas.clone()) {
@@ -476,7 +550,8 @@ impl Docs {
             }
             None => write_set.check(Space::Meta, CATALOG_KEY.to_vec(), Expect::Absent),
         }
-        let mut changes = Vec::new();
+        let mut changes: Vec<u8> = Vec::new();
+        let mut change_count = 0u32;
         let mut outbox = OutboxAdditions::default();
         for (path, original) in paths.iter().zip(&originals) {
             let key = document_key(path);
@@ -511,22 +586,32 @@ impl Docs {
             {
                 write_set.put(Space::Index, entry.clone(), doc_key.clone());
             }
-            match &after {
-                Some(document) => {
-                    write_set.put_versioned(Space::Documents, key, document.encode_for_store())
-                }
-                None => write_set.delete(Space::Documents, key),
+            // The change record is written as JSON text directly: the stored form of the
+            // new document already holds its data JSON, so it is spliced in, not re-encoded.
+            if changes.is_empty() {
+                changes.extend_from_slice(b"{\"time\":\"");
+                now.write_rfc3339(&mut changes);
+                changes.extend_from_slice(b"\",\"changes\":[");
+            } else {
+                changes.push(b',');
             }
-            let change = json!({
-                "path": path.as_str(),
-                "before": original.as_ref().map(Document::to_json),
-                "after": after.as_ref().map(|d| {
-                    let mut value = d.to_json();
-                    // The commit version is the change log key; the store fills it on read.
-                    value["version"] = Json::Null;
-                    value
-                }),
-            });
+            changes.extend_from_slice(b"{\"path\":");
+            serde_json::to_writer(&mut changes, path.as_str())
+                .map_err(|err| DocsError::Task(err.to_string()))?;
+            changes.extend_from_slice(b",\"before\":");
+            match original {
+                Some(document) => serde_json::to_writer(&mut changes, &document.to_json())
+                    .map_err(|err| DocsError::Task(err.to_string()))?,
+                None => changes.extend_from_slice(b"null"),
+            }
+            changes.extend_from_slice(b",\"after\":");
+            let stored = after.as_ref().map(Document::encode_for_store);
+            match &stored {
+                // The commit version is the change log key; the store fills it on read.
+                Some(stored) => write_response_with_version(&mut changes, path, stored, false),
+                None => changes.extend_from_slice(b"null"),
+            }
+            changes.push(b'}');
             let kind = match (original.is_some(), after.is_some()) {
                 (false, _) => EventKind::DocumentCreate,
                 (true, true) => EventKind::DocumentUpdate,
@@ -534,15 +619,19 @@ impl Docs {
             };
             if self.hooks.has_after(kind) {
                 let data = json!({
-                    "before": change["before"],
-                    "after": change["after"],
+                    "before": original.as_ref().map(Document::to_json),
+                    "after": after.as_ref().map(|d| {
+                        let mut value = d.to_json();
+                        value["version"] = Json::Null;
+                        value
+                    }),
                     "auth": access.event_auth(),
                 });
                 self.hooks.add_after_entries(
                     &mut write_set,
                     &mut outbox,
                     AfterEvent {
-                        index: changes.len() as u32,
+                        index: change_count,
                         kind,
                         subject: path.as_str(),
                         time: &now.to_rfc3339(),
@@ -550,11 +639,15 @@ impl Docs {
                     },
                 );
             }
-            changes.push(change);
+            change_count += 1;
+            match stored {
+                Some(stored) => write_set.put_versioned(Space::Documents, key, stored),
+                None => write_set.delete(Space::Documents, key),
+            }
         }
         if !changes.is_empty() {
-            let record = json!({"time": now.to_rfc3339(), "changes": changes});
-            write_set.change = Some(serde_json::to_vec(&record).unwrap_or_default());
+            changes.extend_from_slice(b"]}");
+            write_set.change = Some(changes);
         }
         if let Some(staged) = staged {
             write_set.checks.extend(staged.write_set.checks);

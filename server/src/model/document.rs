@@ -94,31 +94,55 @@ impl Document {
 /// envelope: reads answer without decoding and re-encoding the data. Same shape as
 /// `Document::to_json`.
 pub fn response_bytes(path: &DocPath, stored: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(stored.len() + 2 * path.as_str().len() + 128);
+    write_response(&mut body, path, stored);
+    body
+}
+
+/// Appends the `response_bytes` of a stored document to `out` (a query writes a whole page of
+/// documents into one buffer this way).
+pub fn write_response(out: &mut Vec<u8>, path: &DocPath, stored: &[u8]) {
+    write_response_with_version(out, path, stored, true);
+}
+
+/// `write_response`, with `"version": null` unless `with_version` (a change-log record, whose
+/// key is the version, holds the document before its commit has one).
+pub fn write_response_with_version(
+    out: &mut Vec<u8>,
+    path: &DocPath,
+    stored: &[u8],
+    with_version: bool,
+) {
     let header = StoredHeader::read(stored).unwrap_or(StoredHeader {
         version: 0,
         create_time: Timestamp::from_micros(0),
         update_time: Timestamp::from_micros(0),
     });
     let data = StoredHeader::data_bytes(stored);
-    let mut body = Vec::with_capacity(data.len() + 160);
-    body.extend_from_slice(b"{\"path\":");
-    body.extend_from_slice(
-        Json::String(path.as_str().to_string())
-            .to_string()
-            .as_bytes(),
-    );
-    body.extend_from_slice(b",\"id\":");
-    body.extend_from_slice(Json::String(path.id().to_string()).to_string().as_bytes());
-    body.extend_from_slice(b",\"data\":");
-    body.extend_from_slice(if data.is_empty() { b"{}" } else { data });
-    body.extend_from_slice(
-        format!(
-            ",\"createTime\":\"{}\",\"updateTime\":\"{}\",\"version\":{}}}",
-            header.create_time, header.update_time, header.version
-        )
-        .as_bytes(),
-    );
-    body
+    out.extend_from_slice(b"{\"path\":");
+    write_json_string(out, path.as_str());
+    out.extend_from_slice(b",\"id\":");
+    write_json_string(out, path.id());
+    out.extend_from_slice(b",\"data\":");
+    out.extend_from_slice(if data.is_empty() { b"{}" } else { data });
+    out.extend_from_slice(b",\"createTime\":\"");
+    header.create_time.write_rfc3339(out);
+    out.extend_from_slice(b"\",\"updateTime\":\"");
+    header.update_time.write_rfc3339(out);
+    out.extend_from_slice(b"\",\"version\":");
+    if with_version {
+        out.extend_from_slice(header.version.to_string().as_bytes());
+    } else {
+        out.extend_from_slice(b"null");
+    }
+    out.push(b'}');
+}
+
+/// Appends `text` as a JSON string literal (quoted and escaped as serde_json does).
+fn write_json_string(out: &mut Vec<u8>, text: &str) {
+    // Writing into a Vec cannot fail; serde_json's escaping keeps the output identical to
+    // the `Json::String(..).to_string()` it replaces.
+    let _ = serde_json::to_writer(&mut *out, text);
 }
 
 /// The fixed-size metadata at the front of a stored document.
@@ -142,5 +166,37 @@ impl StoredHeader {
     /// The raw data JSON that follows the header.
     pub fn data_bytes(bytes: &[u8]) -> &[u8] {
         bytes.get(HEADER_LEN..).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_bytes_equal_the_encoded_document() {
+        let mut data = BTreeMap::new();
+        data.insert(
+            "title".to_string(),
+            Value::String("a \"quoted\" \u{e9}".into()),
+        );
+        data.insert("n".to_string(), Value::Int(-7));
+        let document = Document {
+            path: DocPath::parse("posts/p\\1/comments/c 2").unwrap(),
+            data,
+            create_time: Timestamp::from_micros(1_764_064_800_123_456),
+            update_time: Timestamp::from_micros(-1),
+            version: 42,
+        };
+        let stored = document.encode_for_store();
+        let body: Json = serde_json::from_slice(&response_bytes(&document.path, &stored)).unwrap();
+        assert_eq!(body, document.to_json());
+        let mut unversioned = Vec::new();
+        write_response_with_version(&mut unversioned, &document.path, &stored, false);
+        let body: Json = serde_json::from_slice(&unversioned).unwrap();
+        let mut expected = document.to_json();
+        expected["version"] = Json::Null;
+        assert_eq!(body, expected);
     }
 }

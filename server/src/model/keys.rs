@@ -38,8 +38,15 @@ pub fn encode_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
 
 /// Reads an `encode_bytes` string from the front of `input`; returns it and the rest.
 pub fn decode_bytes(input: &[u8]) -> Option<(Vec<u8>, &[u8])> {
-    let mut out = Vec::new();
     let mut i = 0;
+    // Most strings hold no 0x00 byte: copy them in one piece.
+    while i < input.len() && input[i] != 0x00 {
+        i += 1;
+    }
+    if input.get(i + 1) == Some(&0x01) {
+        return Some((input[..i].to_vec(), &input[i + 2..]));
+    }
+    let mut out = input[..i].to_vec();
     while i < input.len() {
         let b = input[i];
         if b == 0x00 {
@@ -212,14 +219,31 @@ pub fn group_prefix(collection_id: &str) -> Vec<u8> {
 
 /// Decodes a document key back to its path.
 pub fn document_path_from_key(key: &[u8]) -> Option<DocPath> {
-    let (_, mut rest) = decode_bytes(key)?;
+    let mut rest = skip_bytes(key)?;
     let mut segments = Vec::new();
     while !rest.is_empty() {
         let (segment, tail) = decode_bytes(rest)?;
         segments.push(String::from_utf8(segment).ok()?);
         rest = tail;
     }
-    DocPath::parse(&segments.join("/")).ok()
+    DocPath::from_segments(segments).ok()
+}
+
+/// Like `decode_bytes`, but only finds where the string ends and returns the rest.
+fn skip_bytes(input: &[u8]) -> Option<&[u8]> {
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == 0x00 {
+            match input.get(i + 1) {
+                Some(0xFF) => i += 2,
+                Some(0x01) => return Some(&input[i + 2..]),
+                _ => return None,
+            }
+        } else {
+            i += 1;
+        }
+    }
+    None
 }
 
 /// The first key after every key that starts with `prefix`.

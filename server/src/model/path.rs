@@ -135,6 +135,25 @@ impl DocPath {
         Segments::parse(text, true, "document").map(DocPath)
     }
 
+    /// A document path from its segments (as decoded from a document key), validated like
+    /// `parse` without joining and splitting the text again.
+    pub fn from_segments(segments: Vec<String>) -> Result<DocPath, ModelError> {
+        if segments.is_empty() || !segments.len().is_multiple_of(2) {
+            return Err(ModelError::invalid(
+                "a document path needs an even number of segments",
+            ));
+        }
+        if segments.len() > MAX_SEGMENTS {
+            return Err(ModelError::invalid(format!(
+                "path has more than {MAX_SEGMENTS} segments"
+            )));
+        }
+        for segment in &segments {
+            validate_segment(segment)?;
+        }
+        Ok(DocPath(Segments::new(segments)))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0.path
     }

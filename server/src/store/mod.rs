@@ -240,11 +240,21 @@ pub enum CommitError {
 /// Resolves when the commit is durable (or failed).
 pub type CommitReceiver = oneshot::Receiver<Result<u64, CommitError>>;
 
+/// Work the writer runs inside its own write transaction: it reads the state every earlier
+/// commit of the group left (through the view) and returns the write set to apply, or `None`
+/// to commit nothing. It must be short and must not block: every commit waits for it.
+pub type Prepare = Box<dyn FnOnce(&dyn ReadView) -> Option<WriteSet> + Send>;
+
 pub trait Store: Send + Sync + 'static {
     fn read(&self) -> Result<Box<dyn ReadView>, StoreError>;
     /// Queues a write set for the next group commit; the receiver answers with its version
     /// once the commit is durable.
     fn submit(&self, write_set: WriteSet) -> CommitReceiver;
+    /// Queues `prepare` for the next group commit; the writer runs it on the latest state, so
+    /// its reads cannot be overtaken by another commit (no retries), and applies what it
+    /// returns. The receiver answers with the version once durable; when `prepare` returns
+    /// `None` (or panics) the receiver is dropped without an answer.
+    fn submit_prepared(&self, prepare: Prepare) -> CommitReceiver;
     /// Follows the last durable commit version, for readers of the change log.
     fn committed(&self) -> watch::Receiver<u64>;
     /// Bytes on disk, for `/metrics`.

@@ -2,7 +2,8 @@
 //!
 //! Concurrent commits queue on a channel; the writer drains what is queued, checks and applies
 //! each write set inside one redb transaction, then commits once (one fsync) and answers them
-//! all. A write set whose checks fail is skipped without touching the others.
+//! all. A write set whose checks fail is skipped without touching the others. A `Prepare` is
+//! run by the writer itself, on its own transaction, just before its write set is applied.
 //!
 //! Every key space lives in one redb table, keys prefixed by a space byte: a commit then dirties
 //! one B-tree instead of four, which measurably cuts the pages written per fsync.
@@ -20,8 +21,8 @@ use redb::{
 use tokio::sync::{oneshot, watch};
 
 use super::{
-    CommitError, CommitReceiver, Entry, Expect, KeyRange, ReadView, Space, Store, StoreError,
-    WriteOp, WriteSet,
+    CommitError, CommitReceiver, Entry, Expect, KeyRange, Prepare, ReadView, Space, Store,
+    StoreError, WriteOp, WriteSet,
 };
 use crate::metrics::Metrics;
 
@@ -86,9 +87,29 @@ impl Default for GroupCommitLimits {
     }
 }
 
+/// A queued commit: a write set, or the work that prepares one inside the writer.
+enum Work {
+    Ready(WriteSet),
+    Prepare(Prepare),
+}
+
+/// What a `Prepare` is assumed to weigh for group sizing (its write set is not known yet).
+const PREPARE_WEIGHT: usize = 4 << 10;
+
 struct Pending {
-    write_set: WriteSet,
+    /// Taken when the writer applies it.
+    work: Option<Work>,
     reply: oneshot::Sender<Result<u64, CommitError>>,
+}
+
+impl Pending {
+    fn weight(&self) -> usize {
+        match &self.work {
+            Some(Work::Ready(write_set)) => write_set.weight(),
+            Some(Work::Prepare(_)) => PREPARE_WEIGHT,
+            None => 0,
+        }
+    }
 }
 
 pub struct RedbStore {
@@ -164,20 +185,18 @@ impl RedbStore {
     }
 }
 
-impl Store for RedbStore {
-    fn read(&self) -> Result<Box<dyn ReadView>, StoreError> {
-        let txn = self.db.begin_read().map_err(engine)?;
-        Ok(Box::new(RedbReadView { txn }))
-    }
-
-    fn submit(&self, write_set: WriteSet) -> CommitReceiver {
+impl RedbStore {
+    fn enqueue(&self, work: Work) -> CommitReceiver {
         let (reply, receiver) = oneshot::channel();
         let sender = self.sender.lock().ok().and_then(|guard| guard.clone());
         let Some(sender) = sender else {
             let _ = reply.send(Err(CommitError::Store(StoreError::Closed)));
             return receiver;
         };
-        let pending = Pending { write_set, reply };
+        let pending = Pending {
+            work: Some(work),
+            reply,
+        };
         // Try without blocking first; a full queue means the writer is behind, so wait for it
         // on this (blocking-pool or writer-adjacent) thread rather than grow memory.
         match sender.try_send(pending) {
@@ -196,6 +215,21 @@ impl Store for RedbStore {
             }
         }
         receiver
+    }
+}
+
+impl Store for RedbStore {
+    fn read(&self) -> Result<Box<dyn ReadView>, StoreError> {
+        let txn = self.db.begin_read().map_err(engine)?;
+        Ok(Box::new(RedbReadView { txn }))
+    }
+
+    fn submit(&self, write_set: WriteSet) -> CommitReceiver {
+        self.enqueue(Work::Ready(write_set))
+    }
+
+    fn submit_prepared(&self, prepare: Prepare) -> CommitReceiver {
+        self.enqueue(Work::Prepare(prepare))
     }
 
     fn committed(&self) -> watch::Receiver<u64> {
@@ -257,6 +291,47 @@ impl ReadView for RedbReadView {
     }
 }
 
+/// The writer's own transaction as a read view, for `Prepare` work: it sees every write set
+/// applied earlier in the same group.
+struct WriteTableView<'a, 'txn> {
+    table: &'a redb::Table<'txn, &'static [u8], &'static [u8]>,
+}
+
+impl ReadView for WriteTableView<'_, '_> {
+    fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        keys.iter()
+            .map(|key| {
+                Ok(self
+                    .table
+                    .get(physical(space, key).as_slice())
+                    .map_err(engine)?
+                    .map(|v| v.value().to_vec()))
+            })
+            .collect()
+    }
+
+    fn scan(
+        &self,
+        space: Space,
+        range: &KeyRange,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<Entry>, StoreError> {
+        if range.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let start = physical_bound(space, &range.start, true);
+        let end = physical_bound(space, &range.end, false);
+        let bounds: (Bound<&[u8]>, Bound<&[u8]>) = (as_ref_bound(&start), as_ref_bound(&end));
+        let iter = self.table.range::<&[u8]>(bounds).map_err(engine)?;
+        if reverse {
+            take_entries(iter.rev(), limit)
+        } else {
+            take_entries(iter, limit)
+        }
+    }
+}
+
 /// Copies up to `limit` entries out of a redb range iterator.
 fn take_entries<'a>(
     iter: impl Iterator<
@@ -307,12 +382,12 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => return,
             };
+            let mut bytes = first.weight();
             let mut group = vec![first];
-            let mut bytes = group[0].write_set.weight();
             while group.len() < self.limits.max_write_sets && bytes < self.limits.max_bytes {
                 match self.receiver.try_recv() {
                     Ok(pending) => {
-                        bytes += pending.write_set.weight();
+                        bytes += pending.weight();
                         group.push(pending);
                     }
                     Err(_) => break,
@@ -322,10 +397,10 @@ impl Writer {
         }
     }
 
-    fn commit_group(&mut self, group: Vec<Pending>) {
+    fn commit_group(&mut self, mut group: Vec<Pending>) {
         let started = Instant::now();
         let first_version = self.next_version;
-        let outcome = self.apply_group(&group);
+        let outcome = self.apply_group(&mut group);
         match outcome {
             Ok(results) => {
                 self.metrics.record_commit(group.len(), started.elapsed());
@@ -334,7 +409,10 @@ impl Writer {
                     self.committed.send_replace(last);
                 }
                 for (pending, result) in group.into_iter().zip(results) {
-                    let _ = pending.reply.send(result);
+                    // No result: the work declined to commit; dropping the reply says so.
+                    if let Some(result) = result {
+                        let _ = pending.reply.send(result);
+                    }
                 }
             }
             Err(err) => {
@@ -350,92 +428,44 @@ impl Writer {
 
     fn apply_group(
         &mut self,
-        group: &[Pending],
-    ) -> Result<Vec<Result<u64, CommitError>>, StoreError> {
+        group: &mut [Pending],
+    ) -> Result<Vec<Option<Result<u64, CommitError>>>, StoreError> {
         let mut txn = self.db.begin_write().map_err(engine)?;
         txn.set_durability(Durability::Immediate).map_err(engine)?;
         let mut results = Vec::with_capacity(group.len());
         {
             let mut table = txn.open_table(DATA).map_err(engine)?;
-            for pending in group {
-                let write_set = &pending.write_set;
-                let mut ok = true;
-                for check in &write_set.checks {
-                    let current = table
-                        .get(physical(check.space, &check.key).as_slice())
-                        .map_err(engine)?;
-                    let version = current.as_ref().map(|v| {
-                        v.value()
-                            .get(..8)
-                            .and_then(|b| b.try_into().ok())
-                            .map(u64::from_be_bytes)
-                    });
-                    ok = match (&check.expect, version) {
-                        (Expect::Absent, None) => true,
-                        (Expect::Version(expected), Some(Some(actual))) => *expected == actual,
-                        _ => false,
-                    };
-                    if !ok {
-                        break;
-                    }
-                }
-                if !ok {
-                    results.push(Err(CommitError::Conflict));
-                    continue;
-                }
-                if let Some(min) = write_set.min_version {
-                    self.next_version = self.next_version.max(min);
-                }
-                let version = self.next_version;
-                self.next_version += 1;
-                for op in &write_set.ops {
-                    match op {
-                        WriteOp::Put {
-                            space,
-                            key,
-                            value,
-                            stamp_version,
-                        } => {
-                            let key = physical(*space, key);
-                            if *stamp_version && value.len() >= 8 {
-                                let mut stamped = value.clone();
-                                stamped[..8].copy_from_slice(&version.to_be_bytes());
-                                table
-                                    .insert(key.as_slice(), stamped.as_slice())
-                                    .map_err(engine)?;
-                            } else {
-                                table
-                                    .insert(key.as_slice(), value.as_slice())
-                                    .map_err(engine)?;
+            for pending in group.iter_mut() {
+                let write_set = match pending.work.take() {
+                    Some(Work::Ready(write_set)) => write_set,
+                    Some(Work::Prepare(prepare)) => {
+                        let view = WriteTableView { table: &table };
+                        // A panic in the work must not take the writer (and every later
+                        // commit) down with it: it only loses its own commit.
+                        let prepared =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                prepare(&view)
+                            }));
+                        match prepared {
+                            Ok(Some(write_set)) => write_set,
+                            Ok(None) => {
+                                results.push(None);
+                                continue;
+                            }
+                            Err(_) => {
+                                tracing::error!("preparing a commit panicked; it is dropped");
+                                results.push(None);
+                                continue;
                             }
                         }
-                        WriteOp::Delete { space, key } => {
-                            table
-                                .remove(physical(*space, key).as_slice())
-                                .map_err(engine)?;
-                        }
-                        WriteOp::PutAtVersion {
-                            space,
-                            prefix,
-                            suffix,
-                            value,
-                        } => {
-                            let mut key = prefix.clone();
-                            key.extend_from_slice(&version.to_be_bytes());
-                            key.extend_from_slice(suffix);
-                            table
-                                .insert(physical(*space, &key).as_slice(), value.as_slice())
-                                .map_err(engine)?;
-                        }
                     }
-                }
-                if let Some(change) = &write_set.change {
-                    let key = physical(Space::ChangeLog, &version.to_be_bytes());
-                    table
-                        .insert(key.as_slice(), change.as_slice())
-                        .map_err(engine)?;
-                }
-                results.push(Ok(version));
+                    None => {
+                        results.push(None);
+                        continue;
+                    }
+                };
+                let result = self.apply_write_set(&mut table, &write_set)?;
+                results.push(Some(result));
             }
             let next = self.next_version.to_be_bytes();
             let key = physical(Space::Meta, NEXT_VERSION_KEY);
@@ -445,5 +475,86 @@ impl Writer {
         }
         txn.commit().map_err(engine)?;
         Ok(results)
+    }
+
+    /// Runs one write set's checks and, if they pass, applies it under the next version.
+    /// `Err` is an engine failure (the whole group fails); a failed check is `Ok(Err(Conflict))`.
+    fn apply_write_set(
+        &mut self,
+        table: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
+        write_set: &WriteSet,
+    ) -> Result<Result<u64, CommitError>, StoreError> {
+        for check in &write_set.checks {
+            let current = table
+                .get(physical(check.space, &check.key).as_slice())
+                .map_err(engine)?;
+            let version = current.as_ref().map(|v| {
+                v.value()
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes)
+            });
+            let ok = match (&check.expect, version) {
+                (Expect::Absent, None) => true,
+                (Expect::Version(expected), Some(Some(actual))) => *expected == actual,
+                _ => false,
+            };
+            if !ok {
+                return Ok(Err(CommitError::Conflict));
+            }
+        }
+        if let Some(min) = write_set.min_version {
+            self.next_version = self.next_version.max(min);
+        }
+        let version = self.next_version;
+        self.next_version += 1;
+        for op in &write_set.ops {
+            match op {
+                WriteOp::Put {
+                    space,
+                    key,
+                    value,
+                    stamp_version,
+                } => {
+                    let key = physical(*space, key);
+                    if *stamp_version && value.len() >= 8 {
+                        let mut stamped = value.clone();
+                        stamped[..8].copy_from_slice(&version.to_be_bytes());
+                        table
+                            .insert(key.as_slice(), stamped.as_slice())
+                            .map_err(engine)?;
+                    } else {
+                        table
+                            .insert(key.as_slice(), value.as_slice())
+                            .map_err(engine)?;
+                    }
+                }
+                WriteOp::Delete { space, key } => {
+                    table
+                        .remove(physical(*space, key).as_slice())
+                        .map_err(engine)?;
+                }
+                WriteOp::PutAtVersion {
+                    space,
+                    prefix,
+                    suffix,
+                    value,
+                } => {
+                    let mut key = prefix.clone();
+                    key.extend_from_slice(&version.to_be_bytes());
+                    key.extend_from_slice(suffix);
+                    table
+                        .insert(physical(*space, &key).as_slice(), value.as_slice())
+                        .map_err(engine)?;
+                }
+            }
+        }
+        if let Some(change) = &write_set.change {
+            let key = physical(Space::ChangeLog, &version.to_be_bytes());
+            table
+                .insert(key.as_slice(), change.as_slice())
+                .map_err(engine)?;
+        }
+        Ok(Ok(version))
     }
 }
