@@ -111,6 +111,11 @@ pub struct SubscriptionIndex {
 }
 
 impl SubscriptionIndex {
+    /// Nothing is filed (empty entries are removed as they empty).
+    pub fn is_empty(&self) -> bool {
+        self.docs.is_empty() && self.collections.is_empty() && self.groups.is_empty()
+    }
+
     pub fn insert(&mut self, placement: &Placement, key: Watcher) {
         match placement {
             Placement::Doc(path) => {
@@ -263,5 +268,16 @@ mod tests {
         index.lookup(&after.path, Some(&before), Some(&after), &mut out);
         out.sort();
         assert_eq!(out, vec![sub(2), sub(3), sub(5)]);
+        for (i, p) in [&owner_u2, &all_posts, &group, &other, &one]
+            .iter()
+            .enumerate()
+        {
+            assert!(!index.is_empty());
+            index.remove(p, Watcher::Subscription(1, i as u32 + 1));
+        }
+        assert!(
+            index.is_empty(),
+            "removing the last one leaves nothing behind"
+        );
     }
 }
