@@ -258,14 +258,7 @@ struct RedbReadView {
 impl ReadView for RedbReadView {
     fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let table = self.txn.open_table(DATA).map_err(engine)?;
-        keys.iter()
-            .map(|key| {
-                Ok(table
-                    .get(physical(space, key).as_slice())
-                    .map_err(engine)?
-                    .map(|v| v.value().to_vec()))
-            })
-            .collect()
+        table_get_many(&table, space, keys)
     }
 
     fn scan(
@@ -279,15 +272,7 @@ impl ReadView for RedbReadView {
             return Ok(Vec::new());
         }
         let table = self.txn.open_table(DATA).map_err(engine)?;
-        let start = physical_bound(space, &range.start, true);
-        let end = physical_bound(space, &range.end, false);
-        let bounds: (Bound<&[u8]>, Bound<&[u8]>) = (as_ref_bound(&start), as_ref_bound(&end));
-        let iter = table.range::<&[u8]>(bounds).map_err(engine)?;
-        if reverse {
-            take_entries(iter.rev(), limit)
-        } else {
-            take_entries(iter, limit)
-        }
+        table_scan(&table, space, range, limit, reverse)
     }
 }
 
@@ -299,15 +284,7 @@ struct WriteTableView<'a, 'txn> {
 
 impl ReadView for WriteTableView<'_, '_> {
     fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        keys.iter()
-            .map(|key| {
-                Ok(self
-                    .table
-                    .get(physical(space, key).as_slice())
-                    .map_err(engine)?
-                    .map(|v| v.value().to_vec()))
-            })
-            .collect()
+        table_get_many(self.table, space, keys)
     }
 
     fn scan(
@@ -317,18 +294,45 @@ impl ReadView for WriteTableView<'_, '_> {
         limit: usize,
         reverse: bool,
     ) -> Result<Vec<Entry>, StoreError> {
-        if range.is_empty() || limit == 0 {
-            return Ok(Vec::new());
-        }
-        let start = physical_bound(space, &range.start, true);
-        let end = physical_bound(space, &range.end, false);
-        let bounds: (Bound<&[u8]>, Bound<&[u8]>) = (as_ref_bound(&start), as_ref_bound(&end));
-        let iter = self.table.range::<&[u8]>(bounds).map_err(engine)?;
-        if reverse {
-            take_entries(iter.rev(), limit)
-        } else {
-            take_entries(iter, limit)
-        }
+        table_scan(self.table, space, range, limit, reverse)
+    }
+}
+
+/// `ReadView::get_many` on a table of either kind of transaction.
+fn table_get_many(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    space: Space,
+    keys: &[Vec<u8>],
+) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    keys.iter()
+        .map(|key| {
+            Ok(table
+                .get(physical(space, key).as_slice())
+                .map_err(engine)?
+                .map(|v| v.value().to_vec()))
+        })
+        .collect()
+}
+
+/// `ReadView::scan` on a table of either kind of transaction.
+fn table_scan(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    space: Space,
+    range: &KeyRange,
+    limit: usize,
+    reverse: bool,
+) -> Result<Vec<Entry>, StoreError> {
+    if range.is_empty() || limit == 0 {
+        return Ok(Vec::new());
+    }
+    let start = physical_bound(space, &range.start, true);
+    let end = physical_bound(space, &range.end, false);
+    let bounds: (Bound<&[u8]>, Bound<&[u8]>) = (as_ref_bound(&start), as_ref_bound(&end));
+    let iter = table.range::<&[u8]>(bounds).map_err(engine)?;
+    if reverse {
+        take_entries(iter.rev(), limit)
+    } else {
+        take_entries(iter, limit)
     }
 }
 
