@@ -45,6 +45,24 @@ fn text(output: &std::process::Output) -> String {
     )
 }
 
+/// `hearth migrate COMMAND --data-dir DATA --migrations DIR`.
+async fn migrate(command: &str, data: &Path, dir: &Path) -> std::process::Output {
+    let data = data.to_string_lossy();
+    let dir = dir.to_string_lossy();
+    run_hearth(
+        &[
+            "migrate",
+            command,
+            "--data-dir",
+            &data,
+            "--migrations",
+            &dir,
+        ],
+        &[],
+    )
+    .await
+}
+
 async fn get_data(server: &TestServer, path: &str) -> Json {
     let response = server.get_doc(path).await;
     assert_eq!(response.status, StatusCode::OK, "{path}: {}", response.text);
@@ -166,14 +184,7 @@ async fn project_data_steps_apply_at_serve_start_and_are_live() {
         json!([{"uid": "alice", "role": "editor", "domain": "org1"}])
     );
     for (uid, expected) in [("alice", StatusCode::OK), ("bob", StatusCode::FORBIDDEN)] {
-        let minted = server
-            .send(
-                server
-                    .admin(Method::POST, "/v1/admin/tokens")
-                    .json(&json!({ "uid": uid })),
-            )
-            .await;
-        let token = minted.body["accessToken"].as_str().unwrap().to_string();
+        let token = server.token_for(uid).await;
         let response = server
             .send(
                 server
@@ -284,18 +295,7 @@ async fn data_steps_rewrite_every_matching_document_and_nothing_else() {
     );
     let mut server = server;
     server.kill9().await;
-    let output = run_hearth(
-        &[
-            "migrate",
-            "up",
-            "--data-dir",
-            server.data_dir.to_str().unwrap(),
-            "--migrations",
-            dir.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .await;
+    let output = migrate("up", &server.data_dir, &dir).await;
     assert!(output.status.success(), "{}", text(&output));
 
     let documents = exported_documents(&server.data_dir).await;
@@ -458,19 +458,7 @@ async fn a_changed_applied_file_is_refused_by_migrate_up_serve_and_the_admin_api
     );
     server.kill9().await;
 
-    let data_arg = server.data_dir.to_str().unwrap().to_string();
-    let up = run_hearth(
-        &[
-            "migrate",
-            "up",
-            "--data-dir",
-            &data_arg,
-            "--migrations",
-            dir.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .await;
+    let up = migrate("up", &server.data_dir, &dir).await;
     assert!(!up.status.success());
     let stderr = String::from_utf8_lossy(&up.stderr);
     assert!(
@@ -483,7 +471,7 @@ async fn a_changed_applied_file_is_refused_by_migrate_up_serve_and_the_admin_api
             "--listen",
             "127.0.0.1:0",
             "--data-dir",
-            &data_arg,
+            server.data_dir.to_str().unwrap(),
             "--migrations",
             dir.to_str().unwrap(),
         ],
@@ -591,18 +579,7 @@ async fn bad_migration_files_are_refused_with_file_step_and_reason_before_anythi
         for (name, contents) in &files {
             write(&dir, name, contents);
         }
-        let up = run_hearth(
-            &[
-                "migrate",
-                "up",
-                "--data-dir",
-                data.to_str().unwrap(),
-                "--migrations",
-                dir.to_str().unwrap(),
-            ],
-            &[],
-        )
-        .await;
+        let up = migrate("up", &data, &dir).await;
         assert!(!up.status.success(), "{expected}: applied");
         let stderr = String::from_utf8_lossy(&up.stderr).to_string();
         assert!(
@@ -684,18 +661,7 @@ async fn a_transform_killed_mid_run_resumes_and_applies_each_document_exactly_on
     child.wait().await.unwrap();
 
     // Interrupted: the first seed and part of the transform are in, the last seed is not.
-    let status = run_hearth(
-        &[
-            "migrate",
-            "status",
-            "--data-dir",
-            server.data_dir.to_str().unwrap(),
-            "--migrations",
-            dir.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .await;
+    let status = migrate("status", &server.data_dir, &dir).await;
     let stdout = String::from_utf8_lossy(&status.stdout).to_string();
     let app_line = stdout.lines().find(|l| l.starts_with("app")).unwrap();
     assert!(app_line.contains("interrupted at step 2"), "{stdout}");
@@ -786,18 +752,7 @@ async fn set_hooks_installs_hooks_that_fire_and_a_bad_definition_refuses_the_run
         ]}),
     );
     server.kill9().await;
-    let up = run_hearth(
-        &[
-            "migrate",
-            "up",
-            "--data-dir",
-            server.data_dir.to_str().unwrap(),
-            "--migrations",
-            dir.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .await;
+    let up = migrate("up", &server.data_dir, &dir).await;
     assert!(!up.status.success());
     let stderr = String::from_utf8_lossy(&up.stderr).to_string();
     assert!(
@@ -866,15 +821,7 @@ async fn a_data_step_that_would_break_a_schema_stops_names_the_documents_and_res
         ]}),
     );
     let data_dir = server.data_dir.clone();
-    let args = [
-        "migrate",
-        "up",
-        "--data-dir",
-        data_dir.to_str().unwrap(),
-        "--migrations",
-        dir.to_str().unwrap(),
-    ];
-    let failed = run_hearth(&args, &[]).await;
+    let failed = migrate("up", &data_dir, &dir).await;
     assert!(!failed.status.success());
     let stderr = String::from_utf8_lossy(&failed.stderr).to_string();
     assert!(
@@ -896,7 +843,7 @@ async fn a_data_step_that_would_break_a_schema_stops_names_the_documents_and_res
     let fixed = server.put_doc("posts/p07", json!({"n": 7})).await;
     assert_eq!(fixed.status, StatusCode::OK, "{}", fixed.text);
     server.kill9().await;
-    let resumed = run_hearth(&args, &[]).await;
+    let resumed = migrate("up", &data_dir, &dir).await;
     assert!(resumed.status.success(), "{}", text(&resumed));
     let documents = exported_documents(&data_dir).await;
     for i in 0..30 {
@@ -928,15 +875,7 @@ async fn validate_schema_with_existing_check_refuses_while_stored_documents_brea
         ]}),
     );
     let data_dir = server.data_dir.clone();
-    let args = [
-        "migrate",
-        "up",
-        "--data-dir",
-        data_dir.to_str().unwrap(),
-        "--migrations",
-        dir.to_str().unwrap(),
-    ];
-    let refused = run_hearth(&args, &[]).await;
+    let refused = migrate("up", &data_dir, &dir).await;
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr).to_string();
     let listed: Vec<&str> = stderr
@@ -959,7 +898,7 @@ async fn validate_schema_with_existing_check_refuses_while_stored_documents_brea
     server.put_doc("posts/bad1", json!({"owner": "u2"})).await;
     server.delete_doc("posts/bad2").await;
     server.kill9().await;
-    let applied = run_hearth(&args, &[]).await;
+    let applied = migrate("up", &data_dir, &dir).await;
     assert!(applied.status.success(), "{}", text(&applied));
     let restarted = TestServer::start_in(&data_dir, Vec::new()).await;
     let refused = restarted.put_doc("posts/new", json!({"owner": 3})).await;
@@ -981,18 +920,7 @@ async fn a_seed_that_breaks_a_schema_of_its_own_migration_refuses_the_whole_tran
             {"step": "seed", "documents": [{"path": "posts/fine", "data": {"owner": "u1"}}, {"path": "posts/broken", "data": {"n": 1}}]}
         ]}),
     );
-    let up = run_hearth(
-        &[
-            "migrate",
-            "up",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--migrations",
-            dir.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .await;
+    let up = migrate("up", &data, &dir).await;
     assert!(!up.status.success());
     let stderr = String::from_utf8_lossy(&up.stderr).to_string();
     assert!(

@@ -32,18 +32,6 @@ async fn put_rules(server: &TestServer, source: &str) {
     assert_eq!(response.status, StatusCode::OK, "{}", response.text);
 }
 
-async fn token_for(server: &TestServer, uid: &str) -> String {
-    let minted = server
-        .send(
-            server
-                .admin(Method::POST, "/v1/admin/tokens")
-                .json(&json!({ "uid": uid })),
-        )
-        .await;
-    assert_eq!(minted.status, StatusCode::OK, "{}", minted.text);
-    minted.body["accessToken"].as_str().unwrap().to_string()
-}
-
 async fn admin_client(server: &TestServer) -> RealtimeClient {
     let mut client = RealtimeClient::connect(&server.url).await.unwrap();
     let ready = client.auth(SERVICE_KEY).await.unwrap();
@@ -354,7 +342,7 @@ async fn losing_read_permission_ends_a_document_subscription_with_permission_den
     let server = TestServer::start().await;
     put_rules(&server, OWNER_RULES).await;
     put(&server, "notes/n1", json!({"owner": "u1", "text": "a"})).await;
-    let token = token_for(&server, "u1").await;
+    let token = server.token_for("u1").await;
     let mut client = RealtimeClient::connect(&server.url).await.unwrap();
     assert_eq!(client.auth(&token).await.unwrap()["uid"], "u1");
     client
@@ -396,7 +384,7 @@ async fn a_query_the_rules_cannot_prove_is_refused_and_a_provable_one_is_served(
     put_rules(&server, OWNER_RULES).await;
     put(&server, "notes/a", json!({"owner": "u1"})).await;
     put(&server, "notes/b", json!({"owner": "u2"})).await;
-    let token = token_for(&server, "u1").await;
+    let token = server.token_for("u1").await;
     let mut client = RealtimeClient::connect(&server.url).await.unwrap();
     client.auth(&token).await.unwrap();
     client
@@ -603,12 +591,12 @@ async fn an_expired_token_ends_subscriptions_unless_a_fresh_one_arrives_first() 
     put_rules(&server, OWNER_RULES).await;
     put(&server, "notes/n1", json!({"owner": "u1"})).await;
     let mut client = RealtimeClient::connect(&server.url).await.unwrap();
-    client.auth(&token_for(&server, "u1").await).await.unwrap();
+    client.auth(&server.token_for("u1").await).await.unwrap();
     client.subscribe_doc("s", "notes/n1", None).await.unwrap();
     assert_eq!(client.next_message().await.unwrap()["type"], "snapshot");
     // Re-auth after 2 s with a fresh token: the first expiry passes unnoticed.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    client.auth(&token_for(&server, "u1").await).await.unwrap();
+    client.auth(&server.token_for("u1").await).await.unwrap();
     expect_nothing(&mut client, Duration::from_millis(1_800)).await;
     // No further re-auth: the subscription ends with `unauthenticated`.
     let ended = client.next_message().await.unwrap();

@@ -42,18 +42,6 @@ async fn put_rules(server: &TestServer, source: &str) -> Response {
         .await
 }
 
-async fn token_for(server: &TestServer, uid: &str) -> String {
-    let minted = server
-        .send(
-            server
-                .admin(Method::POST, "/v1/admin/tokens")
-                .json(&json!({ "uid": uid })),
-        )
-        .await;
-    assert_eq!(minted.status, StatusCode::OK, "{}", minted.text);
-    minted.body["accessToken"].as_str().unwrap().to_string()
-}
-
 async fn as_user(
     server: &TestServer,
     token: &str,
@@ -72,8 +60,8 @@ async fn as_user(
 async fn owner_only_rules_guard_reads_writes_and_queries() {
     let server = TestServer::start().await;
     assert_eq!(put_rules(&server, NOTES_RULES).await.status, StatusCode::OK);
-    let alice = token_for(&server, "alice").await;
-    let bob = token_for(&server, "bob").await;
+    let alice = server.token_for("alice").await;
+    let bob = server.token_for("bob").await;
     let note = json!({"owner": "alice", "text": "hi", "at": {"$serverTimestamp": true}});
 
     let created = as_user(
@@ -225,7 +213,7 @@ async fn anonymous_clients_get_what_the_rules_allow_and_the_service_key_bypasses
 async fn batch_writes_are_each_checked_and_get_after_sees_the_whole_batch() {
     let server = TestServer::start().await;
     put_rules(&server, NOTES_RULES).await;
-    let alice = token_for(&server, "alice").await;
+    let alice = server.token_for("alice").await;
     let member_only =
         json!({"writes": [{"op": "create", "path": "rooms/r1/members/alice", "data": {}}]});
     assert_eq!(
@@ -443,9 +431,9 @@ async fn has_role_follows_grants_domains_and_inheritance() {
     assert_eq!(cycle.status, StatusCode::BAD_REQUEST);
 
     let (alice, bob, carol) = (
-        token_for(&server, "alice").await,
-        token_for(&server, "bob").await,
-        token_for(&server, "carol").await,
+        server.token_for("alice").await,
+        server.token_for("bob").await,
+        server.token_for("carol").await,
     );
     assert_eq!(
         as_user(
@@ -552,7 +540,7 @@ async fn has_role_follows_grants_domains_and_inheritance() {
     // Grants are stored: they survive a restart.
     let mut server = server;
     server.restart().await;
-    let bob = token_for(&server, "bob").await;
+    let bob = server.token_for("bob").await;
     let status = server
         .send(
             server
@@ -573,7 +561,7 @@ async fn writes_the_rules_forbid_do_not_reveal_whether_documents_exist() {
     );
     assert_eq!(put_rules(&server, &rules).await.status, StatusCode::OK);
     server.put_doc("notes/n1", json!({"owner": "alice"})).await;
-    let bob = token_for(&server, "bob").await;
+    let bob = server.token_for("bob").await;
     let update_missing = as_user(
         &server,
         &bob,

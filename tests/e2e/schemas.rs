@@ -153,14 +153,7 @@ async fn rest_writes_that_break_the_schema_get_400_listing_every_violation() {
 async fn client_writes_are_checked_after_the_rules_allow_them() {
     let temp = tempfile::tempdir().unwrap();
     let server = start(&temp.path().join("m")).await;
-    let minted = server
-        .send(
-            server
-                .admin(Method::POST, "/v1/admin/tokens")
-                .json(&json!({"uid": "u1"})),
-        )
-        .await;
-    let token = minted.body["accessToken"].as_str().unwrap().to_string();
+    let token = server.token_for("u1").await;
     let bad = server
         .send(
             server

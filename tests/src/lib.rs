@@ -311,6 +311,21 @@ impl TestServer {
         .await
     }
 
+    /// An access token for `uid`, minted with the service key (`POST /v1/admin/tokens`).
+    pub async fn token_for(&self, uid: &str) -> String {
+        let minted = self
+            .send(
+                self.admin(Method::POST, "/v1/admin/tokens")
+                    .json(&serde_json::json!({ "uid": uid })),
+            )
+            .await;
+        assert_eq!(minted.status, StatusCode::OK, "{}", minted.text);
+        minted.body["accessToken"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
     /// `POST /v1/auth/signup`.
     pub async fn signup(&self, email: &str, password: &str) -> Response {
         self.send(

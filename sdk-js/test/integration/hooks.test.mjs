@@ -33,6 +33,18 @@ let uid;
 /** While true, `/audit` answers 500 for documents titled 'flaky' (a receiver outage). */
 let flakyAuditDown = true;
 
+/** The validation hook under test (after `fn` started), with `changes` over it. */
+const validateHook = (changes = {}) => ({
+  events: ['document.create', 'document.update'],
+  match: `${collection}/{id}`,
+  mode: 'before',
+  url: fn.url('/validate'),
+  secret,
+  timeoutMs: 3000,
+  onFailure: 'reject',
+  ...changes,
+});
+
 /** The function: `/validate` judges titles, `/audit` accepts triggers (see flakyAuditDown). */
 function handle(event, call) {
   if (call.path === '/audit') {
@@ -64,15 +76,7 @@ before(async () => {
   adminClient = createClient(server.url, { serviceKey: server.serviceKey });
   admin = adminClient.admin;
   await admin.rules.set(RULES);
-  const validate = await admin.hooks.put('validate-note', {
-    events: ['document.create', 'document.update'],
-    match: `${collection}/{id}`,
-    mode: 'before',
-    url: fn.url('/validate'),
-    secret,
-    timeoutMs: 3000,
-    onFailure: 'reject',
-  });
+  const validate = await admin.hooks.put('validate-note', validateHook());
   assert.equal(validate.mode, 'before');
   const audit = await admin.hooks.put('audit-note', {
     events: ['document.create'],
@@ -236,15 +240,7 @@ test('a tampered body, signature or secret fails standardwebhooks verification, 
 });
 
 test('a function that answers 401 (a hook registered with the wrong secret) fails the write with unavailable', async () => {
-  await admin.hooks.put('validate-note', {
-    events: ['document.create', 'document.update'],
-    match: `${collection}/{id}`,
-    mode: 'before',
-    url: fn.url('/validate'),
-    secret: newSecret(),
-    timeoutMs: 3000,
-    onFailure: 'reject',
-  });
+  await admin.hooks.put('validate-note', validateHook({ secret: newSecret() }));
   const unverified = () => fn.calls.filter((c) => !c.verified && c.path === '/validate').length;
   const before = unverified();
   try {
@@ -252,14 +248,6 @@ test('a function that answers 401 (a hook registered with the wrong secret) fail
     assert.equal(unverified(), before + 1, 'the function refused one unverifiable call');
     assert.equal((await adminClient.doc(`${collection}/wrong-secret`).get()).exists, false);
   } finally {
-    await admin.hooks.put('validate-note', {
-      events: ['document.create', 'document.update'],
-      match: `${collection}/{id}`,
-      mode: 'before',
-      url: fn.url('/validate'),
-      secret,
-      timeoutMs: 3000,
-      onFailure: 'reject',
-    });
+    await admin.hooks.put('validate-note', validateHook());
   }
 });
