@@ -448,16 +448,23 @@ pub fn import_from_dir(store: &dyn Store, dir: &Path) -> Result<Counts, ExportEr
         let document = document_from_line(&record)
             .map_err(|reason| bad_line(DOCUMENTS_FILE, number, &reason))?;
         let key = document_key(&document.path);
-        for (entry, doc_key) in entries_for(&document, &key, &catalog) {
-            batch.put(Space::Index, entry, doc_key);
-        }
+        let stored = document.encode_for_store();
         // The document keeps its version (its ETag stays valid); exports without one get
-        // the commit's.
-        if document.version > 0 {
+        // the commit's, and so do the index entries that hold a copy of it.
+        let keeps_version = document.version > 0;
+        for (entry, kind) in entries_for(&document, &catalog) {
+            let value = kind.value(&key, &stored);
+            if value.holds_document && !keeps_version {
+                batch.put_versioned(Space::Index, entry, value.bytes);
+            } else {
+                batch.put(Space::Index, entry, value.bytes);
+            }
+        }
+        if keeps_version {
             highest_version = highest_version.max(document.version);
-            batch.put(Space::Documents, key, document.encode_for_store());
+            batch.put(Space::Documents, key, stored);
         } else {
-            batch.put_versioned(Space::Documents, key, document.encode_for_store());
+            batch.put_versioned(Space::Documents, key, stored);
         }
         counts.documents += 1;
         in_batch += 1;

@@ -355,3 +355,100 @@ async fn offline_export_and_import_refuse_what_they_cannot_do_safely() {
     assert!(!incomplete.status.success());
     assert!(String::from_utf8_lossy(&incomplete.stderr).contains("not a complete export"));
 }
+
+/// Indexes created before covering entries existed hold only document keys: a data dir with
+/// one (here made by importing an export whose catalog predates the `covering` flag) keeps
+/// answering from it, and new writes keep its entries in that form.
+#[tokio::test]
+async fn an_index_without_covering_entries_keeps_answering() {
+    let temp = tempfile::tempdir().unwrap();
+    let server = TestServer::start().await;
+    for i in 0..30 {
+        server
+            .put_doc(
+                &format!("posts/p{i:02}"),
+                json!({"owner": format!("u{}", i % 3), "n": i}),
+            )
+            .await;
+    }
+    let created = server
+        .send(
+            server
+                .admin(Method::POST, "/v1/admin/indexes")
+                .json(&json!({"collection": "posts", "fields": [["owner", "asc"], ["n", "desc"]]})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    wait_until_ready(&server).await;
+
+    let exported = temp.path().join("export");
+    export_url(&server, &exported).await;
+    let meta = std::fs::read_to_string(exported.join("meta.jsonl")).unwrap();
+    assert!(meta.contains(r#",\"covering\":true"#), "{meta}");
+    std::fs::write(
+        exported.join("meta.jsonl"),
+        meta.replace(r#",\"covering\":true"#, ""),
+    )
+    .unwrap();
+    let imported_dir = temp.path().join("imported");
+    let output = run_hearth(
+        &[
+            "import",
+            exported.to_str().unwrap(),
+            "--data-dir",
+            imported_dir.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert!(output.status.success(), "{}", text(&output));
+    let imported = TestServer::start_in(&imported_dir, vec![]).await;
+
+    let query = json!({"from": "posts", "where": {"and": [["owner", "==", "u1"], ["n", ">", 5]]}, "orderBy": [["n", "desc"]]});
+    let plan = imported
+        .send(
+            imported
+                .admin(Method::POST, "/v1/query/explain")
+                .json(&query),
+        )
+        .await;
+    assert_eq!(plan.body["plan"]["scan"], "compositeIndex", "{}", plan.text);
+    assert_eq!(plan.body["plan"]["covering"], false, "{}", plan.text);
+    assert_eq!(
+        imported.query(query.clone()).await.body["documents"],
+        server.query(query.clone()).await.body["documents"]
+    );
+    // Writes after the import: the answers of both servers stay the same.
+    for target in [&server, &imported] {
+        target
+            .patch_doc("posts/p07", json!({"n": 100, "note": "moved"}))
+            .await;
+        target.delete_doc("posts/p10").await;
+        target
+            .put_doc("posts/p99", json!({"owner": "u1", "n": 99}))
+            .await;
+    }
+    let answer = imported.query(query.clone()).await.body["documents"].clone();
+    let ids: Vec<&str> = answer
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["p07", "p99", "p28", "p25", "p22", "p19", "p16", "p13"]
+    );
+    let fields = |documents: &Json| -> Vec<Json> {
+        documents
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| json!([d["id"], d["data"]]))
+            .collect()
+    };
+    assert_eq!(
+        fields(&answer),
+        fields(&server.query(query).await.body["documents"])
+    );
+}

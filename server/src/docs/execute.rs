@@ -6,13 +6,13 @@ use std::collections::HashSet;
 use serde_json::{json, Map as JsonMap, Value as Json};
 
 use super::error::DocsError;
-use super::index::Direction;
+use super::index::{Direction, EntryKind};
 use super::planner::Plan;
 use super::query::{compare_keys, order_key, project, PageToken, Query};
 use crate::model::document::write_response;
 use crate::model::keys::document_path_from_key;
 use crate::model::{DocPath, Document, FieldPath, Value};
-use crate::store::{ReadView, Space};
+use crate::store::{ReadView, Space, StoreError};
 
 /// Keys read per scan step: large enough to amortise a read, small enough to stop early.
 const SCAN_CHUNK: usize = 256;
@@ -83,15 +83,35 @@ fn collect(
             let documents: Vec<(Vec<u8>, Vec<u8>)> = match plan.space {
                 Space::Documents => entries,
                 _ => {
-                    let keys: Vec<Vec<u8>> = entries
-                        .into_iter()
-                        .map(|(_, doc_key)| doc_key)
-                        .filter(|k| !dedupe || seen.insert(k.clone()))
+                    let kind = if plan.covering {
+                        EntryKind::Covering
+                    } else {
+                        EntryKind::Reference
+                    };
+                    let mut targets: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+                    for (entry, value) in entries {
+                        let (doc_key, stored) = kind.unpack(value).ok_or_else(|| {
+                            DocsError::Store(StoreError::Engine(format!(
+                                "malformed index entry {entry:02x?}"
+                            )))
+                        })?;
+                        if !dedupe || seen.insert(doc_key.clone()) {
+                            targets.push((doc_key, stored));
+                        }
+                    }
+                    // Documents the entries do not hold are looked up, all at once.
+                    let missing: Vec<Vec<u8>> = targets
+                        .iter()
+                        .filter(|(_, stored)| stored.is_none())
+                        .map(|(k, _)| k.clone())
                         .collect();
-                    let values = view.get_many(Space::Documents, &keys)?;
-                    keys.into_iter()
-                        .zip(values)
-                        .filter_map(|(k, v)| v.map(|v| (k, v)))
+                    let mut looked_up = view.get_many(Space::Documents, &missing)?.into_iter();
+                    targets
+                        .into_iter()
+                        .filter_map(|(k, stored)| match stored {
+                            Some(bytes) => Some((k, bytes)),
+                            None => looked_up.next().flatten().map(|v| (k, v)),
+                        })
                         .collect()
                 }
             };

@@ -9,7 +9,10 @@
 //! Collection-group queries and index builds need no entries: document keys start with the
 //! collection ID (`model::keys::document_key`).
 //!
-//! Entry values hold the document key, so a scan leads straight to the documents.
+//! Entry values hold the document key, so a scan leads straight to the documents. Entries of a
+//! covering composite index hold the document itself as well (up to `COVERING_MAX_BYTES`): a
+//! query served by one reads only the index, not a B-tree lookup per document. It costs a copy
+//! of each document per covering index, written again on every change of the document.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
@@ -22,6 +25,14 @@ use crate::model::{CollectionPath, Document, FieldPath, Value};
 const KIND_FIELD: u8 = 0x01;
 const KIND_ARRAY_CONTAINS: u8 = 0x02;
 const KIND_COMPOSITE: u8 = 0x03;
+
+/// Stored documents up to this size are copied into covering index entries; larger ones are
+/// looked up, so one write never multiplies a large document.
+pub const COVERING_MAX_BYTES: usize = 16 << 10;
+
+/// The last byte of a covering entry's value: whether the document precedes its key.
+const COVERED: u8 = 1;
+const NOT_COVERED: u8 = 0;
 
 /// Meta key of the composite index catalog (a versioned value: commits that computed their
 /// entries from an older catalog fail their check and retry with the new one).
@@ -59,6 +70,10 @@ pub struct CompositeIndex {
     /// Field paths (as written, canonical form) with directions.
     pub fields: Vec<(String, Direction)>,
     pub state: IndexState,
+    /// Entries hold the documents (see the module comment). Indexes created before covering
+    /// entries existed hold only document keys and stay that way.
+    #[serde(default)]
+    pub covering: bool,
 }
 
 impl CompositeIndex {
@@ -144,12 +159,75 @@ pub fn array_contains_prefix(collection: &CollectionPath, field: &FieldPath) -> 
     key
 }
 
-/// Every index entry of `document` as (entry key, document key).
-pub fn entries_for(
-    document: &Document,
-    doc_key: &[u8],
-    catalog: &CatalogSnapshot,
-) -> BTreeMap<Vec<u8>, Vec<u8>> {
+/// What an index entry's value holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// The document key.
+    Reference,
+    /// The stored document and its key (a covering index).
+    Covering,
+}
+
+/// An index entry's value, ready to store.
+pub struct EntryValue {
+    pub bytes: Vec<u8>,
+    /// The value starts with the stored document, whose first 8 bytes are its version: a
+    /// commit of a new document version must stamp it, as it stamps the document.
+    pub holds_document: bool,
+}
+
+impl EntryKind {
+    /// The value of an entry of this kind for the document stored as `stored` under `doc_key`.
+    pub fn value(self, doc_key: &[u8], stored: &[u8]) -> EntryValue {
+        match self {
+            EntryKind::Reference => EntryValue {
+                bytes: doc_key.to_vec(),
+                holds_document: false,
+            },
+            EntryKind::Covering => {
+                let covered = stored.len() <= COVERING_MAX_BYTES;
+                let mut bytes = Vec::with_capacity(stored.len() + doc_key.len() + 5);
+                if covered {
+                    bytes.extend_from_slice(stored);
+                }
+                bytes.extend_from_slice(doc_key);
+                // Document keys are bounded by the path limits, far below 4 GiB.
+                let key_len = u32::try_from(doc_key.len()).unwrap_or(u32::MAX);
+                bytes.extend_from_slice(&key_len.to_be_bytes());
+                bytes.push(if covered { COVERED } else { NOT_COVERED });
+                EntryValue {
+                    bytes,
+                    holds_document: covered,
+                }
+            }
+        }
+    }
+
+    /// Takes an entry value of this kind apart: the document key and, if the entry covers it,
+    /// the stored document (the value's own buffer, not a copy). `None` for a value this kind
+    /// cannot have written.
+    pub fn unpack(self, mut value: Vec<u8>) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+        match self {
+            EntryKind::Reference => Some((value, None)),
+            EntryKind::Covering => {
+                let tag = value.pop()?;
+                let len_at = value.len().checked_sub(4)?;
+                let key_len = u32::from_be_bytes(value.get(len_at..)?.try_into().ok()?) as usize;
+                let key_at = len_at.checked_sub(key_len)?;
+                let doc_key = value.get(key_at..len_at)?.to_vec();
+                value.truncate(key_at);
+                match tag {
+                    COVERED => Some((doc_key, Some(value))),
+                    NOT_COVERED if value.is_empty() => Some((doc_key, None)),
+                    _ => None,
+                }
+            }
+        }
+    }
+}
+
+/// Every index entry of `document` as (entry key, what its value holds).
+pub fn entries_for(document: &Document, catalog: &CatalogSnapshot) -> BTreeMap<Vec<u8>, EntryKind> {
     let collection = document.path.collection();
     let id = document.path.id().as_bytes();
     let mut entries = BTreeMap::new();
@@ -157,7 +235,7 @@ pub fn entries_for(
     let mut path = Vec::new();
     for (name, value) in &document.data {
         path.push(name.clone());
-        add_field_entries(&collection, &mut path, value, id, doc_key, &mut entries);
+        add_field_entries(&collection, &mut path, value, id, &mut entries);
         path.pop();
     }
 
@@ -179,7 +257,12 @@ pub fn entries_for(
         }
         if complete {
             push_id(&mut key, id, index.id_direction());
-            entries.insert(key, doc_key.to_vec());
+            let kind = if index.covering {
+                EntryKind::Covering
+            } else {
+                EntryKind::Reference
+            };
+            entries.insert(key, kind);
         }
     }
     entries
@@ -203,14 +286,13 @@ fn add_field_entries(
     path: &mut Vec<String>,
     value: &Value,
     id: &[u8],
-    doc_key: &[u8],
-    entries: &mut BTreeMap<Vec<u8>, Vec<u8>>,
+    entries: &mut BTreeMap<Vec<u8>, EntryKind>,
 ) {
     let field = FieldPath::from_segments(path.clone());
     let mut key = field_prefix(collection, &field);
     encode_value(&mut key, value);
     encode_bytes(&mut key, id);
-    entries.insert(key, doc_key.to_vec());
+    entries.insert(key, EntryKind::Reference);
     match value {
         Value::Array(items) => {
             let distinct: BTreeSet<&Value> = items.iter().collect();
@@ -219,16 +301,68 @@ fn add_field_entries(
                 let mut key = prefix.clone();
                 encode_value(&mut key, item);
                 encode_bytes(&mut key, id);
-                entries.insert(key, doc_key.to_vec());
+                entries.insert(key, EntryKind::Reference);
             }
         }
         Value::Map(map) => {
             for (name, child) in map {
                 path.push(name.clone());
-                add_field_entries(collection, path, child, id, doc_key, entries);
+                add_field_entries(collection, path, child, id, entries);
                 path.pop();
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn covering_values_give_back_the_document_and_its_key() {
+        let stored = b"\0\0\0\0\0\0\0\x07rest of the stored document".to_vec();
+        let value = EntryKind::Covering.value(b"posts\0\x01p1", &stored);
+        assert!(value.holds_document);
+        assert_eq!(
+            &value.bytes[..8],
+            &stored[..8],
+            "the version stamp goes first"
+        );
+        let (key, document) = EntryKind::Covering.unpack(value.bytes).unwrap();
+        assert_eq!(key, b"posts\0\x01p1");
+        assert_eq!(document.unwrap(), stored);
+    }
+
+    #[test]
+    fn documents_over_the_limit_are_referenced_not_copied() {
+        let stored = vec![7u8; COVERING_MAX_BYTES + 1];
+        let value = EntryKind::Covering.value(b"k", &stored);
+        assert!(!value.holds_document);
+        assert_eq!(value.bytes.len(), 1 + 4 + 1);
+        assert_eq!(
+            EntryKind::Covering.unpack(value.bytes),
+            Some((b"k".to_vec(), None))
+        );
+        let at_limit = vec![7u8; COVERING_MAX_BYTES];
+        assert!(EntryKind::Covering.value(b"k", &at_limit).holds_document);
+    }
+
+    #[test]
+    fn malformed_covering_values_are_refused() {
+        for value in [
+            vec![],
+            vec![COVERED],
+            vec![0, 0, 0, 9, b'k', COVERED],
+            vec![b'x', b'k', 0, 0, 0, 1, NOT_COVERED],
+            vec![b'k', 0, 0, 0, 1, 7],
+        ] {
+            assert_eq!(EntryKind::Covering.unpack(value.clone()), None, "{value:?}");
+        }
+        assert_eq!(
+            EntryKind::Reference.unpack(b"doc key".to_vec()),
+            Some((b"doc key".to_vec(), None))
+        );
     }
 }

@@ -21,8 +21,8 @@ use access::{RulesCatalog, WriteCheck};
 pub use error::DocsError;
 use execute::QueryAnswer;
 use index::{
-    entries_for, CatalogData, CatalogSnapshot, CompositeIndex, Direction, IndexCatalog, IndexState,
-    CATALOG_KEY,
+    entries_for, CatalogData, CatalogSnapshot, CompositeIndex, Direction, EntryKind, IndexCatalog,
+    IndexState, CATALOG_KEY,
 };
 use query::Query;
 use write::{apply_write, Write, WriteEffect};
@@ -569,22 +569,30 @@ impl Docs {
                 continue;
             }
             let after = current.get(path).cloned().flatten();
+            let stored = after.as_ref().map(Document::encode_for_store);
             let old_entries = original
                 .as_ref()
-                .map(|d| entries_for(d, &key, catalog))
+                .map(|d| entries_for(d, catalog))
                 .unwrap_or_default();
             let new_entries = after
                 .as_ref()
-                .map(|d| entries_for(d, &key, catalog))
+                .map(|d| entries_for(d, catalog))
                 .unwrap_or_default();
             for entry in old_entries.keys().filter(|k| !new_entries.contains_key(*k)) {
                 write_set.delete(Space::Index, entry.clone());
             }
-            for (entry, doc_key) in new_entries
+            // A reference entry stays valid while its key does; a covering one holds the
+            // document, so it is rewritten with every change.
+            for (entry, kind) in new_entries
                 .iter()
-                .filter(|(k, _)| !old_entries.contains_key(*k))
+                .filter(|(k, kind)| **kind == EntryKind::Covering || !old_entries.contains_key(*k))
             {
-                write_set.put(Space::Index, entry.clone(), doc_key.clone());
+                let value = kind.value(&key, stored.as_deref().unwrap_or_default());
+                if value.holds_document {
+                    write_set.put_versioned(Space::Index, entry.clone(), value.bytes);
+                } else {
+                    write_set.put(Space::Index, entry.clone(), value.bytes);
+                }
             }
             // The change record is written as JSON text directly: the stored form of the
             // new document already holds its data JSON, so it is spliced in, not re-encoded.
@@ -605,7 +613,6 @@ impl Docs {
                 None => changes.extend_from_slice(b"null"),
             }
             changes.extend_from_slice(b",\"after\":");
-            let stored = after.as_ref().map(Document::encode_for_store);
             match &stored {
                 // The commit version is the change log key; the store fills it on read.
                 Some(stored) => write_response_with_version(&mut changes, path, stored, false),
@@ -833,6 +840,7 @@ impl Docs {
                     collection: collection.clone(),
                     fields: wire_fields.clone(),
                     state: IndexState::Building,
+                    covering: true,
                 };
                 data.next_id += 1;
                 data.indexes.push(index.clone());
@@ -968,9 +976,10 @@ impl Docs {
                             Expect::Version(document.version),
                         );
                         let own_prefix = index.prefix(&document.path.collection());
-                        for (entry, doc_key) in entries_for(&document, key, &catalog) {
+                        // The stored bytes already carry the version the check above expects.
+                        for (entry, kind) in entries_for(&document, &catalog) {
                             if entry.starts_with(&own_prefix) {
-                                write_set.put(Space::Index, entry, doc_key);
+                                write_set.put(Space::Index, entry, kind.value(key, bytes).bytes);
                             }
                         }
                     }

@@ -18,8 +18,11 @@ use std::ops::Bound;
 
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// `Documents` (values are documents) or `Index` (values are document keys).
+    /// `Documents` (values are documents) or `Index` (values are document keys, or with
+    /// `covering` the documents and their keys).
     pub space: Space,
+    /// The index entries hold the documents: no lookups (`index::EntryKind::Covering`).
+    pub covering: bool,
     /// Ranges to scan; more than one for `in`-style unions (results deduplicated).
     pub ranges: Vec<KeyRange>,
     pub reverse: bool,
@@ -211,6 +214,7 @@ pub fn plan(query: &Query, catalog: &CatalogSnapshot) -> Plan {
             let ordering = name_only(&required);
             return Plan {
                 space: Space::Documents,
+                covering: false,
                 ranges: vec![KeyRange::prefix(&prefix)],
                 reverse: ordering.unwrap_or(false),
                 ordered: ordering.is_some(),
@@ -289,6 +293,7 @@ pub fn plan(query: &Query, catalog: &CatalogSnapshot) -> Plan {
                 score,
                 Plan {
                     space: Space::Index,
+                    covering: index.covering,
                     ranges: vec![range],
                     reverse: flipped && !same,
                     ordered,
@@ -298,6 +303,7 @@ pub fn plan(query: &Query, catalog: &CatalogSnapshot) -> Plan {
                         "indexId": index.id,
                         "fields": index.fields,
                         "equalityFields": fixed,
+                        "covering": index.covering,
                     }),
                 },
             ));
@@ -314,6 +320,7 @@ pub fn plan(query: &Query, catalog: &CatalogSnapshot) -> Plan {
         let ordering = name_only(&required);
         return Plan {
             space: Space::Index,
+            covering: false,
             ranges: vec![KeyRange::prefix(&prefix)],
             reverse: ordering.unwrap_or(false),
             ordered: ordering.is_some(),
@@ -356,6 +363,7 @@ pub fn plan(query: &Query, catalog: &CatalogSnapshot) -> Plan {
         };
         return Plan {
             space: Space::Index,
+            covering: false,
             ranges,
             reverse: ordering.unwrap_or(false),
             ordered: ordering.is_some(),
@@ -371,6 +379,7 @@ pub fn plan(query: &Query, catalog: &CatalogSnapshot) -> Plan {
         if ordered || bounds.is_set() {
             return Plan {
                 space: Space::Index,
+                covering: false,
                 ranges: vec![bounds.key_range(&field_prefix(collection, field), Direction::Asc)],
                 reverse: *direction == Direction::Desc,
                 ordered,
@@ -384,6 +393,7 @@ pub fn plan(query: &Query, catalog: &CatalogSnapshot) -> Plan {
     let ordering = name_only(&required);
     Plan {
         space: Space::Documents,
+        covering: false,
         ranges: vec![KeyRange::prefix(&collection_prefix(collection))],
         reverse: ordering.unwrap_or(false),
         ordered: ordering.is_some(),

@@ -446,6 +446,7 @@ fn stage_project_data(
                         collection: collection.clone(),
                         fields: wire,
                         state: IndexState::Building,
+                        covering: true,
                     });
                     catalog_data.next_id += 1;
                     catalog_changed = true;
