@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 
 use base64::Engine as _;
-use serde_json::{json, Value as Json};
+use serde_json::{json, Map as JsonMap, Value as Json};
 
 use super::error::{invalid, DocsError};
 use super::index::Direction;
@@ -270,9 +270,7 @@ impl Query {
             None | Some(Json::Null) => None,
             Some(a) => Some(parse_aggregate(a)?),
         };
-        let mut without_token = object.clone();
-        without_token.remove("pageToken");
-        let fingerprint = fingerprint(&Json::Object(without_token));
+        let fingerprint = fingerprint(object);
         let page_token = match object.get("pageToken") {
             None | Some(Json::Null) => None,
             Some(Json::String(token)) => Some(PageToken::decode(token, fingerprint)?),
@@ -619,11 +617,34 @@ fn parse_aggregate(json: &Json) -> Result<Aggregate, DocsError> {
     Ok(aggregate)
 }
 
-fn fingerprint(json: &Json) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    json.to_string().hash(&mut hasher);
-    hasher.finish()
+/// The hash of the query's JSON text without `pageToken`. Streamed into the hasher (no copy
+/// of the query, no string): the same value as hashing that text as a `str`, so tokens issued
+/// before stay valid.
+fn fingerprint(query: &JsonMap<String, Json>) -> u64 {
+    use std::hash::Hasher;
+
+    struct WithoutToken<'a>(&'a JsonMap<String, Json>);
+    impl serde::Serialize for WithoutToken<'_> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.collect_map(self.0.iter().filter(|(k, _)| k.as_str() != "pageToken"))
+        }
+    }
+    struct HashWriter(std::collections::hash_map::DefaultHasher);
+    impl std::io::Write for HashWriter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.write(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut writer = HashWriter(std::collections::hash_map::DefaultHasher::new());
+    // Writing JSON values into a sink that cannot fail cannot fail.
+    let _ = serde_json::to_writer(&mut writer, &WithoutToken(query));
+    // `str`'s `Hash` ends with this byte.
+    writer.0.write_u8(0xff);
+    writer.0.finish()
 }
 
 impl PageToken {
@@ -785,5 +806,32 @@ fn insert_path(
         .or_insert_with(|| Value::Map(Default::default()));
     if let Value::Map(inner) = child {
         insert_path(inner, rest, value);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Page tokens carry the fingerprint: it must not change between versions of the server.
+    #[test]
+    fn the_fingerprint_is_the_hash_of_the_query_text_without_its_token() {
+        use std::hash::{Hash, Hasher};
+        let query = json!({"from": "posts", "where": ["n", ">", 1], "limit": 2, "pageToken": "t"});
+        let mut without = query.as_object().unwrap().clone();
+        without.remove("pageToken");
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        Json::Object(without.clone()).to_string().hash(&mut hasher);
+        assert_eq!(fingerprint(query.as_object().unwrap()), hasher.finish());
+        assert_eq!(
+            fingerprint(query.as_object().unwrap()),
+            fingerprint(&without)
+        );
+        without.insert("limit".into(), json!(3));
+        assert_ne!(
+            fingerprint(query.as_object().unwrap()),
+            fingerprint(&without)
+        );
     }
 }
