@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use serde_json::{json, Map as JsonMap, Value as Json};
 
 use super::error::DocsError;
-use super::index::{Direction, EntryKind};
+use super::index::{unpack_entry, Direction};
 use super::planner::Plan;
 use super::query::{compare_keys, order_key, project, PageToken, Query};
 use crate::model::document::write_response;
@@ -83,14 +83,9 @@ fn collect(
             let documents: Vec<(Vec<u8>, Vec<u8>)> = match plan.space {
                 Space::Documents => entries,
                 _ => {
-                    let kind = if plan.covering {
-                        EntryKind::Covering
-                    } else {
-                        EntryKind::Reference
-                    };
                     let mut targets: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
                     for (entry, value) in entries {
-                        let (doc_key, stored) = kind.unpack(value).ok_or_else(|| {
+                        let (doc_key, stored) = unpack_entry(value).ok_or_else(|| {
                             DocsError::Store(StoreError::Engine(format!(
                                 "malformed index entry {entry:02x?}"
                             )))

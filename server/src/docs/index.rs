@@ -30,9 +30,13 @@ const KIND_COMPOSITE: u8 = 0x03;
 /// looked up, so one write never multiplies a large document.
 pub const COVERING_MAX_BYTES: usize = 16 << 10;
 
-/// The last byte of a covering entry's value: whether the document precedes its key.
-const COVERED: u8 = 1;
-const NOT_COVERED: u8 = 0;
+/// The last byte of a covering entry's value: whether the document precedes its key. Document
+/// keys always end with `00 01` (`encode_bytes`), so the last byte tells every entry value
+/// apart from a bare key — whichever version of the server wrote it and whatever the catalog
+/// says now.
+const COVERED: u8 = 0xC1;
+const NOT_COVERED: u8 = 0xC0;
+const KEY_END: u8 = 0x01;
 
 /// Meta key of the composite index catalog (a versioned value: commits that computed their
 /// entries from an older catalog fail their check and retry with the new one).
@@ -202,27 +206,28 @@ impl EntryKind {
             }
         }
     }
+}
 
-    /// Takes an entry value of this kind apart: the document key and, if the entry covers it,
-    /// the stored document (the value's own buffer, not a copy). `None` for a value this kind
-    /// cannot have written.
-    pub fn unpack(self, mut value: Vec<u8>) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
-        match self {
-            EntryKind::Reference => Some((value, None)),
-            EntryKind::Covering => {
-                let tag = value.pop()?;
-                let len_at = value.len().checked_sub(4)?;
-                let key_len = u32::from_be_bytes(value.get(len_at..)?.try_into().ok()?) as usize;
-                let key_at = len_at.checked_sub(key_len)?;
-                let doc_key = value.get(key_at..len_at)?.to_vec();
-                value.truncate(key_at);
-                match tag {
-                    COVERED => Some((doc_key, Some(value))),
-                    NOT_COVERED if value.is_empty() => Some((doc_key, None)),
-                    _ => None,
-                }
-            }
-        }
+/// Takes an index entry's value apart: the document key and, if the entry covers it, the stored
+/// document (the value's own buffer, not a copy). `None` for a value no server writes.
+pub fn unpack_entry(mut value: Vec<u8>) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+    let tag = *value.last()?;
+    if tag == KEY_END {
+        return Some((value, None));
+    }
+    value.pop();
+    let len_at = value.len().checked_sub(4)?;
+    let key_len = u32::from_be_bytes(value.get(len_at..)?.try_into().ok()?) as usize;
+    let key_at = len_at.checked_sub(key_len)?;
+    let doc_key = value.get(key_at..len_at)?.to_vec();
+    if doc_key.last() != Some(&KEY_END) {
+        return None;
+    }
+    value.truncate(key_at);
+    match tag {
+        COVERED => Some((doc_key, Some(value))),
+        NOT_COVERED if value.is_empty() => Some((doc_key, None)),
+        _ => None,
     }
 }
 
@@ -320,49 +325,62 @@ fn add_field_entries(
 mod tests {
     use super::*;
 
+    const DOC_KEY: &[u8] = b"posts\0\x01posts\0\x01p1\0\x01";
+
     #[test]
     fn covering_values_give_back_the_document_and_its_key() {
         let stored = b"\0\0\0\0\0\0\0\x07rest of the stored document".to_vec();
-        let value = EntryKind::Covering.value(b"posts\0\x01p1", &stored);
+        let value = EntryKind::Covering.value(DOC_KEY, &stored);
         assert!(value.holds_document);
         assert_eq!(
             &value.bytes[..8],
             &stored[..8],
             "the version stamp goes first"
         );
-        let (key, document) = EntryKind::Covering.unpack(value.bytes).unwrap();
-        assert_eq!(key, b"posts\0\x01p1");
+        let (key, document) = unpack_entry(value.bytes).unwrap();
+        assert_eq!(key, DOC_KEY);
         assert_eq!(document.unwrap(), stored);
     }
 
     #[test]
     fn documents_over_the_limit_are_referenced_not_copied() {
         let stored = vec![7u8; COVERING_MAX_BYTES + 1];
-        let value = EntryKind::Covering.value(b"k", &stored);
+        let value = EntryKind::Covering.value(DOC_KEY, &stored);
         assert!(!value.holds_document);
-        assert_eq!(value.bytes.len(), 1 + 4 + 1);
-        assert_eq!(
-            EntryKind::Covering.unpack(value.bytes),
-            Some((b"k".to_vec(), None))
-        );
+        assert_eq!(value.bytes.len(), DOC_KEY.len() + 4 + 1);
+        assert_eq!(unpack_entry(value.bytes), Some((DOC_KEY.to_vec(), None)));
         let at_limit = vec![7u8; COVERING_MAX_BYTES];
-        assert!(EntryKind::Covering.value(b"k", &at_limit).holds_document);
+        assert!(EntryKind::Covering.value(DOC_KEY, &at_limit).holds_document);
+    }
+
+    /// A key-only entry reads as one whatever the catalog says (written before covering
+    /// entries existed, or by a server that dropped the flag), and a covering one as covering.
+    #[test]
+    fn every_entry_value_says_what_it_holds() {
+        let reference = EntryKind::Reference.value(DOC_KEY, b"ignored");
+        assert!(!reference.holds_document);
+        assert_eq!(
+            unpack_entry(reference.bytes),
+            Some((DOC_KEY.to_vec(), None))
+        );
+        let covering = EntryKind::Covering.value(DOC_KEY, &[0; 8]);
+        assert_ne!(covering.bytes.last(), Some(&KEY_END));
     }
 
     #[test]
-    fn malformed_covering_values_are_refused() {
+    fn malformed_values_are_refused() {
+        let mut not_a_key = b"k".to_vec();
+        not_a_key.extend_from_slice(&1u32.to_be_bytes());
+        not_a_key.push(COVERED);
         for value in [
             vec![],
             vec![COVERED],
-            vec![0, 0, 0, 9, b'k', COVERED],
-            vec![b'x', b'k', 0, 0, 0, 1, NOT_COVERED],
-            vec![b'k', 0, 0, 0, 1, 7],
+            vec![0, 0, 0, 9, 0, 1, COVERED],
+            not_a_key,
+            vec![b'x', 0, 1, 0, 0, 0, 2, NOT_COVERED],
+            vec![0, 1, 0, 0, 0, 2, 7],
         ] {
-            assert_eq!(EntryKind::Covering.unpack(value.clone()), None, "{value:?}");
+            assert_eq!(unpack_entry(value.clone()), None, "{value:?}");
         }
-        assert_eq!(
-            EntryKind::Reference.unpack(b"doc key".to_vec()),
-            Some((b"doc key".to_vec(), None))
-        );
     }
 }

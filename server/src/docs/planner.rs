@@ -18,11 +18,9 @@ use std::ops::Bound;
 
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// `Documents` (values are documents) or `Index` (values are document keys, or with
-    /// `covering` the documents and their keys).
+    /// `Documents` (values are documents) or `Index` (values are document keys, or the
+    /// documents and their keys: `index::unpack_entry`).
     pub space: Space,
-    /// The index entries hold the documents: no lookups (`index::EntryKind::Covering`).
-    pub covering: bool,
     /// Ranges to scan; more than one for `in`-style unions (results deduplicated).
     pub ranges: Vec<KeyRange>,
     pub reverse: bool,
@@ -214,7 +212,6 @@ pub fn plan(query: &Query, catalog: &CatalogSnapshot) -> Plan {
             let ordering = name_only(&required);
             return Plan {
                 space: Space::Documents,
-                covering: false,
                 ranges: vec![KeyRange::prefix(&prefix)],
                 reverse: ordering.unwrap_or(false),
                 ordered: ordering.is_some(),
@@ -293,7 +290,6 @@ pub fn plan(query: &Query, catalog: &CatalogSnapshot) -> Plan {
                 score,
                 Plan {
                     space: Space::Index,
-                    covering: index.covering,
                     ranges: vec![range],
                     reverse: flipped && !same,
                     ordered,
@@ -320,7 +316,6 @@ pub fn plan(query: &Query, catalog: &CatalogSnapshot) -> Plan {
         let ordering = name_only(&required);
         return Plan {
             space: Space::Index,
-            covering: false,
             ranges: vec![KeyRange::prefix(&prefix)],
             reverse: ordering.unwrap_or(false),
             ordered: ordering.is_some(),
@@ -363,7 +358,6 @@ pub fn plan(query: &Query, catalog: &CatalogSnapshot) -> Plan {
         };
         return Plan {
             space: Space::Index,
-            covering: false,
             ranges,
             reverse: ordering.unwrap_or(false),
             ordered: ordering.is_some(),
@@ -379,7 +373,6 @@ pub fn plan(query: &Query, catalog: &CatalogSnapshot) -> Plan {
         if ordered || bounds.is_set() {
             return Plan {
                 space: Space::Index,
-                covering: false,
                 ranges: vec![bounds.key_range(&field_prefix(collection, field), Direction::Asc)],
                 reverse: *direction == Direction::Desc,
                 ordered,
@@ -393,7 +386,6 @@ pub fn plan(query: &Query, catalog: &CatalogSnapshot) -> Plan {
     let ordering = name_only(&required);
     Plan {
         space: Space::Documents,
-        covering: false,
         ranges: vec![KeyRange::prefix(&collection_prefix(collection))],
         reverse: ordering.unwrap_or(false),
         ordered: ordering.is_some(),

@@ -21,7 +21,8 @@ pub use redb_store::RedbStore;
 pub enum Space {
     /// Document key (`model::keys::document_key`) → stored document.
     Documents,
-    /// Index entry keys (see `docs::index`) → empty.
+    /// Index entry keys (see `docs::index`) → the document key, or a copy of the document and
+    /// its key (`docs::index::unpack_entry`).
     Index,
     /// Commit version (8 bytes, big-endian) → the change record of that commit.
     ChangeLog,
