@@ -95,6 +95,7 @@ async fn invalid_index_definitions_are_refused() {
         json!({"collection": "posts", "fields": [["owner", "up"], ["n", "asc"]]}),
         json!({"collection": "a/b", "fields": [["owner", "asc"], ["n", "asc"]]}),
         json!({"fields": [["owner", "asc"], ["n", "asc"]]}),
+        json!({"collection": "posts", "fields": [["owner", "asc"], ["n", "asc"]], "covering": 1}),
     ] {
         let response = server
             .send(server.admin(Method::POST, "/v1/admin/indexes").json(&body))
@@ -208,4 +209,45 @@ async fn a_covering_index_answers_with_the_current_documents() {
         .query(json!({"from": "posts", "where": ["owner", "==", "u1"], "orderBy": [["n", "desc"]], "limit": 2, "pageToken": first.body["nextPageToken"]}))
         .await;
     assert_eq!(next.body["documents"][0], documents[2], "{}", next.text);
+}
+
+/// `"covering": false` keeps an index's entries key-only (cheaper writes for write-heavy
+/// collections): the same answers, by lookups.
+#[tokio::test]
+async fn an_index_can_be_declared_key_only() {
+    let server = TestServer::start().await;
+    let created = server
+        .send(
+            server.admin(Method::POST, "/v1/admin/indexes").json(
+                &json!({"collection": "logs", "fields": [["level", "asc"], ["at", "desc"]], "covering": false}),
+            ),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.body["covering"], false, "{}", created.text);
+    wait_until_ready(&server).await;
+    for i in 0..12 {
+        let level = if i % 3 == 0 { "error" } else { "info" };
+        let put = server
+            .put_doc(&format!("logs/l{i:02}"), json!({"level": level, "at": i}))
+            .await;
+        assert!(put.status.is_success(), "{}", put.text);
+    }
+    server
+        .patch_doc("logs/l03", json!({"message": "changed outside the index"}))
+        .await;
+    let query =
+        json!({"from": "logs", "where": ["level", "==", "error"], "orderBy": [["at", "desc"]]});
+    let plan = explain(&server, &query).await;
+    assert_eq!(plan["plan"]["scan"], "compositeIndex", "{plan}");
+    assert_eq!(plan["plan"]["covering"], false, "{plan}");
+    let documents = server.query(query).await.body["documents"].clone();
+    let ids: Vec<&str> = documents
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["l09", "l06", "l03", "l00"]);
+    assert_eq!(documents[2], server.get_doc("logs/l03").await.body);
 }

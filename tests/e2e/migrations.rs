@@ -123,7 +123,7 @@ async fn project_data_steps_apply_at_serve_start_and_are_live() {
         &dir,
         "0001_setup.json",
         &json!({"steps": [
-            {"step": "createIndex", "collection": "posts", "fields": [["owner", "asc"], ["n", "desc"]]},
+            {"step": "createIndex", "collection": "posts", "fields": [["owner", "asc"], ["n", "desc"]], "covering": false},
             {"step": "createIndex", "collection": "posts", "fields": [["tag", "asc"], ["n", "asc"]]},
             {"step": "setRules", "file": "firestore.rules"},
             {"step": "grantRole", "uid": "alice", "role": "editor", "domain": "org1"},
@@ -154,11 +154,16 @@ async fn project_data_steps_apply_at_serve_start_and_are_live() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|ix| json!([ix["collection"], ix["fields"], ix["state"]]))
+        .map(|ix| json!([ix["collection"], ix["fields"], ix["state"], ix["covering"]]))
         .collect();
     assert_eq!(
         listed,
-        vec![json!(["posts", [["owner", "asc"], ["n", "desc"]], "ready"])]
+        vec![json!([
+            "posts",
+            [["owner", "asc"], ["n", "desc"]],
+            "ready",
+            false
+        ])]
     );
     let plan = server
         .send(
@@ -513,6 +518,10 @@ async fn bad_migration_files_are_refused_with_file_step_and_reason_before_anythi
         (
             vec![("0002_bad.json", json!({"steps": [{"step": "createIndex", "collection": "posts", "fields": [["a", "asc"]], "unique": true}]}).to_string())],
             "0002_bad.json: step 1 (createIndex): unknown field \"unique\"",
+        ),
+        (
+            vec![("0002_bad.json", json!({"steps": [{"step": "createIndex", "collection": "posts", "fields": [["a", "asc"], ["b", "asc"]], "covering": "yes"}]}).to_string())],
+            "0002_bad.json: step 1 (createIndex): \"covering\" must be a boolean",
         ),
         (vec![("0003_gap.json", json!({"steps": []}).to_string())], "0003_gap.json: out of order: expected number 0002"),
         (

@@ -19,7 +19,15 @@ pub async fn create_index(
     let body = read_json(payload, state.limits.max_body_bytes).await?;
     let collection = required(&body, "collection")?.to_string();
     let fields = parse_index_fields(body.get("fields").unwrap_or(&Json::Null))?;
-    let index = state.docs.create_index(collection, fields).await?;
+    let covering = match body.get("covering") {
+        None | Some(Json::Null) => true,
+        Some(Json::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::invalid("\"covering\" must be a boolean")),
+    };
+    let index = state
+        .docs
+        .create_index(collection, fields, covering)
+        .await?;
     Ok(HttpResponse::Created().json(index))
 }
 

@@ -810,11 +810,13 @@ impl Docs {
         Ok(())
     }
 
-    /// Declares a composite index; existing documents are backfilled in the background.
+    /// Declares a composite index; existing documents are backfilled in the background. A
+    /// `covering` index holds a copy of each document (`index`): faster queries, costlier writes.
     pub async fn create_index(
         self: &Arc<Self>,
         collection: String,
         fields: Vec<(FieldPath, Direction)>,
+        covering: bool,
     ) -> Result<CompositeIndex, DocsError> {
         if fields.len() < 2 {
             return Err(error::invalid("a composite index needs at least two fields (single fields are indexed automatically)"));
@@ -840,7 +842,7 @@ impl Docs {
                     collection: collection.clone(),
                     fields: wire_fields.clone(),
                     state: IndexState::Building,
-                    covering: true,
+                    covering,
                 };
                 data.next_id += 1;
                 data.indexes.push(index.clone());

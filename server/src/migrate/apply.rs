@@ -433,7 +433,11 @@ fn stage_project_data(
     let mut schemas_changed = false;
     for step in steps {
         match step {
-            Step::CreateIndex { collection, fields } => {
+            Step::CreateIndex {
+                collection,
+                fields,
+                covering,
+            } => {
                 let wire = wire_fields(fields);
                 let exists = catalog_data
                     .indexes
@@ -446,7 +450,7 @@ fn stage_project_data(
                         collection: collection.clone(),
                         fields: wire,
                         state: IndexState::Building,
-                        covering: true,
+                        covering: *covering,
                     });
                     catalog_data.next_id += 1;
                     catalog_changed = true;

@@ -48,6 +48,8 @@ pub enum Step {
     CreateIndex {
         collection: String,
         fields: Vec<(FieldPath, Direction)>,
+        /// Entries hold the documents (`docs::index`); `"covering": false` keeps them key-only.
+        covering: bool,
     },
     DropIndex {
         collection: String,
@@ -314,7 +316,8 @@ fn parse_file(
 /// The fields a step object may have, by kind (besides `step`).
 fn allowed_keys(kind: &str) -> Option<&'static [&'static str]> {
     Some(match kind {
-        "createIndex" | "dropIndex" => &["collection", "fields"],
+        "createIndex" => &["collection", "fields", "covering"],
+        "dropIndex" => &["collection", "fields"],
         "setRules" => &["file"],
         "setHooks" => &["hooks"],
         "grantRole" | "revokeRole" => &["uid", "role", "domain"],
@@ -417,7 +420,16 @@ fn parse_step(
     match kind {
         "createIndex" => {
             let (collection, fields) = index_fields()?;
-            Ok(Step::CreateIndex { collection, fields })
+            let covering = match object.get("covering") {
+                None | Some(Json::Null) => true,
+                Some(Json::Bool(b)) => *b,
+                Some(_) => return Err("\"covering\" must be a boolean".into()),
+            };
+            Ok(Step::CreateIndex {
+                collection,
+                fields,
+                covering,
+            })
         }
         "dropIndex" => {
             let (collection, fields) = index_fields()?;

@@ -20,6 +20,9 @@ enum Scenario {
     Get,
     /// `owner == X and n > Y order by n desc limit 20` over `--docs` documents with a composite index.
     Query,
+    /// PATCH the `title` of random documents among `--docs`, seeded as for `query` (with its
+    /// composite index) unless `--no-seed`: what keeping a covering index's copies costs.
+    Update,
     /// GET `/` of the bare baseline server (any URL that answers GET).
     Raw,
     /// POST `/v1/auth/login` as one of `--users` accounts (signed up first unless `--no-seed`);
@@ -147,7 +150,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let args = Arc::new(args);
     match args.scenario {
         Scenario::Get if !args.no_seed => seed(&client, &args, false).await?,
-        Scenario::Query if !args.no_seed => seed(&client, &args, true).await?,
+        Scenario::Query | Scenario::Update if !args.no_seed => seed(&client, &args, true).await?,
         Scenario::Login if !args.no_seed => seed_users(&client, &args).await?,
         _ => {}
     }
@@ -425,6 +428,9 @@ async fn measure(
                         .post(format!("{}/v1/docs/{}", args.url, args.collection))
                         .json(&json!({"owner": "load", "n": rng.random_range(0..10_000), "title": "created by hearth-load"})),
                     Scenario::Get => client.get(format!("{}/v1/docs/{}/d{}", args.url, args.collection, rng.random_range(0..args.docs))),
+                    Scenario::Update => client
+                        .patch(format!("{}/v1/docs/{}/d{}", args.url, args.collection, rng.random_range(0..args.docs)))
+                        .json(&json!({"title": format!("updated {}", rng.random_range(0..1_000_000))})),
                     Scenario::Query => client.post(format!("{}/v1/query", args.url)).json(&json!({
                         "from": args.collection,
                         "where": {"and": [["owner", "==", args.as_user.clone().unwrap_or_else(|| format!("u{}", rng.random_range(0..100)))], ["n", ">", rng.random_range(0..9_000)]]},
