@@ -10,7 +10,7 @@ use hearth_tests::{auth_env, run_hearth, TestServer, SERVICE_KEY};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value as Json};
 
-use crate::indexes::wait_until_ready;
+use crate::indexes::{create_index, explain, wait_until_ready};
 
 const RULES: &str = "rules_version = '2';\nservice cloud.firestore {\n  match /databases/{database}/documents {\n    match /public/{id} { allow read: if true; }\n  }\n}\n";
 
@@ -47,6 +47,21 @@ async fn export_url(server: &TestServer, dir: &Path) {
             &server.url,
             "--service-key",
             SERVICE_KEY,
+        ],
+        &[],
+    )
+    .await;
+    assert!(output.status.success(), "{}", text(&output));
+}
+
+/// `hearth import` of an export folder into a new data dir, which must succeed.
+async fn import(exported: &Path, data_dir: &Path) {
+    let output = run_hearth(
+        &[
+            "import",
+            exported.to_str().unwrap(),
+            "--data-dir",
+            data_dir.to_str().unwrap(),
         ],
         &[],
     )
@@ -157,17 +172,7 @@ async fn export_while_writing_then_import_gives_the_same_database() {
     let exported = temp.path().join("export");
     export_url(&server, &exported).await;
     let imported_dir = temp.path().join("imported");
-    let output = run_hearth(
-        &[
-            "import",
-            exported.to_str().unwrap(),
-            "--data-dir",
-            imported_dir.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .await;
-    assert!(output.status.success(), "{}", text(&output));
+    import(&exported, &imported_dir).await;
     let imported = TestServer::start_in(&imported_dir, env.clone()).await;
 
     // Document by document: path, version, data, createTime and updateTime.
@@ -371,14 +376,11 @@ async fn an_index_without_covering_entries_keeps_answering() {
             )
             .await;
     }
-    let created = server
-        .send(
-            server
-                .admin(Method::POST, "/v1/admin/indexes")
-                .json(&json!({"collection": "posts", "fields": [["owner", "asc"], ["n", "desc"]]})),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    create_index(
+        &server,
+        json!({"collection": "posts", "fields": [["owner", "asc"], ["n", "desc"]]}),
+    )
+    .await;
     wait_until_ready(&server).await;
 
     let exported = temp.path().join("export");
@@ -391,29 +393,13 @@ async fn an_index_without_covering_entries_keeps_answering() {
     )
     .unwrap();
     let imported_dir = temp.path().join("imported");
-    let output = run_hearth(
-        &[
-            "import",
-            exported.to_str().unwrap(),
-            "--data-dir",
-            imported_dir.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .await;
-    assert!(output.status.success(), "{}", text(&output));
+    import(&exported, &imported_dir).await;
     let imported = TestServer::start_in(&imported_dir, vec![]).await;
 
     let query = json!({"from": "posts", "where": {"and": [["owner", "==", "u1"], ["n", ">", 5]]}, "orderBy": [["n", "desc"]]});
-    let plan = imported
-        .send(
-            imported
-                .admin(Method::POST, "/v1/query/explain")
-                .json(&query),
-        )
-        .await;
-    assert_eq!(plan.body["plan"]["scan"], "compositeIndex", "{}", plan.text);
-    assert_eq!(plan.body["plan"]["covering"], false, "{}", plan.text);
+    let plan = explain(&imported, &query).await;
+    assert_eq!(plan["plan"]["scan"], "compositeIndex", "{plan}");
+    assert_eq!(plan["plan"]["covering"], false, "{plan}");
     assert_eq!(
         imported.query(query.clone()).await.body["documents"],
         server.query(query.clone()).await.body["documents"]

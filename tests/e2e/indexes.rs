@@ -21,7 +21,20 @@ pub async fn wait_until_ready(server: &TestServer) {
     panic!("indexes did not become ready");
 }
 
-async fn explain(server: &TestServer, query: &Json) -> Json {
+/// Declares a composite index and returns its listing (asserting it was created).
+pub async fn create_index(server: &TestServer, definition: Json) -> Json {
+    let created = server
+        .send(
+            server
+                .admin(Method::POST, "/v1/admin/indexes")
+                .json(&definition),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    created.body
+}
+
+pub async fn explain(server: &TestServer, query: &Json) -> Json {
     server
         .send(server.admin(Method::POST, "/v1/query/explain").json(query))
         .await
@@ -42,15 +55,12 @@ async fn composite_index_is_backfilled_used_and_dropped() {
         "compositeIndex"
     );
 
-    let created = server
-        .send(
-            server
-                .admin(Method::POST, "/v1/admin/indexes")
-                .json(&json!({"collection": "posts", "fields": [["owner", "asc"], ["n", "desc"]]})),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-    let id = created.body["id"].as_u64().unwrap();
+    let created = create_index(
+        &server,
+        json!({"collection": "posts", "fields": [["owner", "asc"], ["n", "desc"]]}),
+    )
+    .await;
+    let id = created["id"].as_u64().unwrap();
     wait_until_ready(&server).await;
 
     // Documents written after the index exists get entries too.
@@ -125,15 +135,12 @@ async fn a_covering_index_answers_with_the_current_documents() {
             .await;
         assert_eq!(put.status, StatusCode::CREATED, "{}", put.text);
     }
-    let created = server
-        .send(
-            server
-                .admin(Method::POST, "/v1/admin/indexes")
-                .json(&json!({"collection": "posts", "fields": [["owner", "asc"], ["n", "desc"]]})),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-    assert_eq!(created.body["covering"], true, "{}", created.text);
+    let created = create_index(
+        &server,
+        json!({"collection": "posts", "fields": [["owner", "asc"], ["n", "desc"]]}),
+    )
+    .await;
+    assert_eq!(created["covering"], true, "{created}");
     wait_until_ready(&server).await;
 
     // Written after: a field outside the index changes (the entry keeps its key), an indexed
@@ -216,15 +223,12 @@ async fn a_covering_index_answers_with_the_current_documents() {
 #[tokio::test]
 async fn an_index_can_be_declared_key_only() {
     let server = TestServer::start().await;
-    let created = server
-        .send(
-            server.admin(Method::POST, "/v1/admin/indexes").json(
-                &json!({"collection": "logs", "fields": [["level", "asc"], ["at", "desc"]], "covering": false}),
-            ),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-    assert_eq!(created.body["covering"], false, "{}", created.text);
+    let created = create_index(
+        &server,
+        json!({"collection": "logs", "fields": [["level", "asc"], ["at", "desc"]], "covering": false}),
+    )
+    .await;
+    assert_eq!(created["covering"], false, "{created}");
     wait_until_ready(&server).await;
     for i in 0..12 {
         let level = if i % 3 == 0 { "error" } else { "info" };
