@@ -454,18 +454,17 @@ pub fn import_from_dir(store: &dyn Store, dir: &Path) -> Result<Counts, ExportEr
         let keeps_version = document.version > 0;
         for (entry, kind) in entries_for(&document, &catalog) {
             let value = kind.value(&key, &stored);
-            if value.holds_document && !keeps_version {
-                batch.put_versioned(Space::Index, entry, value.bytes);
-            } else {
-                batch.put(Space::Index, entry, value.bytes);
-            }
+            batch.put_stamped(
+                Space::Index,
+                entry,
+                value.bytes,
+                value.holds_document && !keeps_version,
+            );
         }
         if keeps_version {
             highest_version = highest_version.max(document.version);
-            batch.put(Space::Documents, key, stored);
-        } else {
-            batch.put_versioned(Space::Documents, key, stored);
         }
+        batch.put_stamped(Space::Documents, key, stored, !keeps_version);
         counts.documents += 1;
         in_batch += 1;
         if in_batch == IMPORT_BATCH {

@@ -10,7 +10,7 @@ use hearth_tests::{auth_env, run_hearth, TestServer, SERVICE_KEY};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value as Json};
 
-use crate::indexes::{create_index, explain, wait_until_ready};
+use crate::indexes::{create_index, document_ids, explain, wait_until_ready};
 
 const RULES: &str = "rules_version = '2';\nservice cloud.firestore {\n  match /databases/{database}/documents {\n    match /public/{id} { allow read: if true; }\n  }\n}\n";
 
@@ -415,14 +415,8 @@ async fn an_index_without_covering_entries_keeps_answering() {
             .await;
     }
     let answer = imported.query(query.clone()).await.body["documents"].clone();
-    let ids: Vec<&str> = answer
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["id"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        ids,
+        document_ids(&answer),
         ["p07", "p99", "p28", "p25", "p22", "p19", "p16", "p13"]
     );
     let fields = |documents: &Json| -> Vec<Json> {

@@ -34,6 +34,16 @@ pub async fn create_index(server: &TestServer, definition: Json) -> Json {
     created.body
 }
 
+/// The IDs of a query answer's documents, in order.
+pub fn document_ids(documents: &Json) -> Vec<String> {
+    documents
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 pub async fn explain(server: &TestServer, query: &Json) -> Json {
     server
         .send(server.admin(Method::POST, "/v1/query/explain").json(query))
@@ -189,12 +199,8 @@ async fn a_covering_index_answers_with_the_current_documents() {
     let answer = server.query(query).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     let documents = answer.body["documents"].as_array().unwrap().clone();
-    let ids: Vec<&str> = documents
-        .iter()
-        .map(|d| d["id"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        ids,
+        document_ids(&answer.body["documents"]),
         ["p05", "big", "p24", "p23", "p22", "p21", "p20", "p19", "p17", "p15", "p13", "p03"]
     );
     for document in &documents {
@@ -246,12 +252,6 @@ async fn an_index_can_be_declared_key_only() {
     assert_eq!(plan["plan"]["scan"], "compositeIndex", "{plan}");
     assert_eq!(plan["plan"]["covering"], false, "{plan}");
     let documents = server.query(query).await.body["documents"].clone();
-    let ids: Vec<&str> = documents
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, ["l09", "l06", "l03", "l00"]);
+    assert_eq!(document_ids(&documents), ["l09", "l06", "l03", "l00"]);
     assert_eq!(documents[2], server.get_doc("logs/l03").await.body);
 }

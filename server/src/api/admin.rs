@@ -6,7 +6,7 @@ use serde_json::{json, Value as Json};
 use super::body::{optional, read_json, required};
 use super::caller::Caller;
 use super::AppState;
-use crate::docs::parse_index_fields;
+use crate::docs::{parse_covering, parse_index_fields};
 use crate::error::{ApiError, ErrorCode};
 use crate::roles::{Grant, Inheritance, DEFAULT_DOMAIN};
 
@@ -19,11 +19,7 @@ pub async fn create_index(
     let body = read_json(payload, state.limits.max_body_bytes).await?;
     let collection = required(&body, "collection")?.to_string();
     let fields = parse_index_fields(body.get("fields").unwrap_or(&Json::Null))?;
-    let covering = match body.get("covering") {
-        None | Some(Json::Null) => true,
-        Some(Json::Bool(b)) => *b,
-        Some(_) => return Err(ApiError::invalid("\"covering\" must be a boolean")),
-    };
+    let covering = parse_covering(body.get("covering"))?;
     let index = state
         .docs
         .create_index(collection, fields, covering)

@@ -588,11 +588,12 @@ impl Docs {
                 .filter(|(k, kind)| **kind == EntryKind::Covering || !old_entries.contains_key(*k))
             {
                 let value = kind.value(&key, stored.as_deref().unwrap_or_default());
-                if value.holds_document {
-                    write_set.put_versioned(Space::Index, entry.clone(), value.bytes);
-                } else {
-                    write_set.put(Space::Index, entry.clone(), value.bytes);
-                }
+                write_set.put_stamped(
+                    Space::Index,
+                    entry.clone(),
+                    value.bytes,
+                    value.holds_document,
+                );
             }
             // The change record is written as JSON text directly: the stored form of the
             // new document already holds its data JSON, so it is spliced in, not re-encoded.
@@ -1135,6 +1136,15 @@ pub fn encode_catalog(data: &CatalogData) -> Vec<u8> {
     let mut out = vec![0u8; 8];
     out.extend_from_slice(&serde_json::to_vec(data).unwrap_or_default());
     out
+}
+
+/// Parses an index definition's optional `covering` flag (default: covering).
+pub fn parse_covering(json: Option<&Json>) -> Result<bool, DocsError> {
+    match json {
+        None | Some(Json::Null) => Ok(true),
+        Some(Json::Bool(b)) => Ok(*b),
+        Some(_) => Err(error::invalid("\"covering\" must be a boolean")),
+    }
 }
 
 /// Parses `[["owner","asc"],["n","desc"]]` index field lists.

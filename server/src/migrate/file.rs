@@ -10,10 +10,10 @@ use sha2::{Digest as _, Sha256};
 
 use super::{MigrationError, Problem};
 use crate::docs::index::Direction;
-use crate::docs::parse_index_fields;
 use crate::docs::query::{Filter, Query};
 use crate::docs::schema::{compile, CollectionPattern};
 use crate::docs::write::Write;
+use crate::docs::{parse_covering, parse_index_fields};
 use crate::model::{DocPath, FieldPath};
 use crate::roles::{validate_grant, Grant, DEFAULT_DOMAIN};
 
@@ -420,11 +420,7 @@ fn parse_step(
     match kind {
         "createIndex" => {
             let (collection, fields) = index_fields()?;
-            let covering = match object.get("covering") {
-                None | Some(Json::Null) => true,
-                Some(Json::Bool(b)) => *b,
-                Some(_) => return Err("\"covering\" must be a boolean".into()),
-            };
+            let covering = parse_covering(object.get("covering")).map_err(|e| e.to_string())?;
             Ok(Step::CreateIndex {
                 collection,
                 fields,

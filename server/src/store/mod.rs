@@ -161,20 +161,20 @@ pub struct WriteSet {
 
 impl WriteSet {
     pub fn put(&mut self, space: Space, key: Vec<u8>, value: Vec<u8>) {
-        self.ops.push(WriteOp::Put {
-            space,
-            key,
-            value,
-            stamp_version: false,
-        });
+        self.put_stamped(space, key, value, false);
     }
 
     pub fn put_versioned(&mut self, space: Space, key: Vec<u8>, value: Vec<u8>) {
+        self.put_stamped(space, key, value, true);
+    }
+
+    /// `put` or `put_versioned`, as `stamp_version` says.
+    pub fn put_stamped(&mut self, space: Space, key: Vec<u8>, value: Vec<u8>, stamp_version: bool) {
         self.ops.push(WriteOp::Put {
             space,
             key,
             value,
-            stamp_version: true,
+            stamp_version,
         });
     }
 
