@@ -100,7 +100,12 @@ fn collect(
                         .filter(|(_, stored)| stored.is_none())
                         .map(|(k, _)| k.clone())
                         .collect();
-                    let mut looked_up = view.get_many(Space::Documents, &missing)?.into_iter();
+                    // A covering scan usually misses none: no table to open for nothing.
+                    let mut looked_up = if missing.is_empty() {
+                        Vec::new().into_iter()
+                    } else {
+                        view.get_many(Space::Documents, &missing)?.into_iter()
+                    };
                     targets
                         .into_iter()
                         .filter_map(|(k, stored)| match stored {
