@@ -88,6 +88,7 @@ pub struct Metrics {
     commit_group_size: Histogram,
     commit_latency: Histogram,
     commit_conflicts: AtomicU64,
+    checkpoint_latency: Histogram,
     /// Realtime connections, subscriptions and fan-out (`realtime`).
     pub realtime: RealtimeMetrics,
 }
@@ -99,6 +100,7 @@ impl Default for Metrics {
             commit_group_size: Histogram::new(&GROUP_BUCKETS),
             commit_latency: Histogram::new(&LATENCY_BUCKETS),
             commit_conflicts: AtomicU64::new(0),
+            checkpoint_latency: Histogram::new(&LATENCY_BUCKETS),
             realtime: RealtimeMetrics::default(),
         }
     }
@@ -122,6 +124,10 @@ impl Metrics {
     pub fn record_commit(&self, write_sets: usize, elapsed: Duration) {
         self.commit_group_size.observe(write_sets as f64);
         self.commit_latency.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn record_checkpoint(&self, elapsed: Duration) {
+        self.checkpoint_latency.observe(elapsed.as_secs_f64());
     }
 
     pub fn record_commit_conflict(&self) {
@@ -169,7 +175,7 @@ impl Metrics {
         self.commit_group_size
             .render(&mut out, "hearth_commit_group_size", "");
         out.push_str(
-            "# HELP hearth_commit_duration_seconds Time to apply and fsync one group commit.\n",
+            "# HELP hearth_commit_duration_seconds Time to apply one group commit and sync its log record.\n",
         );
         out.push_str("# TYPE hearth_commit_duration_seconds histogram\n");
         self.commit_latency
@@ -181,7 +187,13 @@ impl Metrics {
             "hearth_commit_conflicts_total {}",
             self.commit_conflicts.load(Ordering::Relaxed)
         );
-        out.push_str("# HELP hearth_store_size_bytes Size of the store file on disk.\n");
+        out.push_str("# HELP hearth_checkpoint_duration_seconds Time to sync the store file and empty the write-ahead log.\n");
+        out.push_str("# TYPE hearth_checkpoint_duration_seconds histogram\n");
+        self.checkpoint_latency
+            .render(&mut out, "hearth_checkpoint_duration_seconds", "");
+        out.push_str(
+            "# HELP hearth_store_size_bytes Size of the store file and write-ahead log on disk.\n",
+        );
         out.push_str("# TYPE hearth_store_size_bytes gauge\n");
         let _ = writeln!(out, "hearth_store_size_bytes {store_bytes}");
         self.realtime.render(&mut out);

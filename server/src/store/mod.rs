@@ -8,6 +8,7 @@
 pub mod changelog;
 pub mod pool;
 pub mod redb_store;
+pub mod wal;
 
 use std::ops::Bound;
 use std::sync::Arc;
