@@ -48,15 +48,24 @@ pub struct Server {
     store: SharedStore,
 }
 
+/// The store's group-commit and checkpoint limits from `[store]`.
+pub(crate) fn commit_limits(settings: &Settings) -> GroupCommitLimits {
+    GroupCommitLimits {
+        max_write_sets: settings.store.group_commit_max_writes,
+        queue_capacity: settings.store.commit_queue_capacity,
+        checkpoint_interval: std::time::Duration::from_millis(
+            settings.store.checkpoint_interval_ms,
+        ),
+        checkpoint_bytes: settings.store.checkpoint_log_bytes,
+        ..GroupCommitLimits::default()
+    }
+}
+
 impl Server {
     /// Opens the store and binds the listener (port 0 picks a free port); does not serve yet.
     pub async fn build(settings: Settings) -> Result<Server, StartupError> {
         let metrics = Arc::new(Metrics::default());
-        let limits = GroupCommitLimits {
-            max_write_sets: settings.store.group_commit_max_writes,
-            queue_capacity: settings.store.commit_queue_capacity,
-            ..GroupCommitLimits::default()
-        };
+        let limits = commit_limits(&settings);
         let store: SharedStore = Arc::new(
             RedbStore::open(&settings.data_dir, limits, metrics.clone()).map_err(|source| {
                 StartupError::Store {

@@ -14,7 +14,6 @@ use crate::hooks::Hooks;
 use crate::metrics::Metrics;
 use crate::migrate::{self, MigrationError, Services};
 use crate::roles::Roles;
-use crate::store::redb_store::GroupCommitLimits;
 use crate::store::{RedbStore, SharedStore};
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
@@ -41,11 +40,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 /// Opens the data dir's store, saying plainly when a server holds it.
 fn open_store(settings: &Settings) -> Result<SharedStore, String> {
-    let limits = GroupCommitLimits {
-        max_write_sets: settings.store.group_commit_max_writes,
-        queue_capacity: settings.store.commit_queue_capacity,
-        ..GroupCommitLimits::default()
-    };
+    let limits = crate::startup::commit_limits(settings);
     RedbStore::open(&settings.data_dir, limits, Arc::new(Metrics::default()))
         .map(|store| Arc::new(store) as SharedStore)
         .map_err(|err| {
