@@ -30,7 +30,7 @@ use crate::hooks::outbox::DEFINITION_PREFIX;
 use crate::model::document::StoredHeader;
 use crate::model::keys::{document_key, document_path_from_key};
 use crate::model::{DocPath, Document, Timestamp, Value};
-use crate::store::{CommitError, KeyRange, ReadView, Space, Store, StoreError, WriteSet};
+use crate::store::{CommitError, Expect, KeyRange, ReadView, Space, Store, StoreError, WriteSet};
 
 /// Version of the line format; an import refuses other versions.
 pub const FORMAT_VERSION: u64 = 1;
@@ -444,10 +444,18 @@ pub fn import_from_dir(store: &dyn Store, dir: &Path) -> Result<Counts, ExportEr
 
     let mut in_batch = 0usize;
     let mut highest_version = header["storeVersion"].as_u64().unwrap_or(0);
+    let mut duplicates = DuplicatePaths::default();
     for_each_line(&dir.join(DOCUMENTS_FILE), &mut |number, record| {
         let document = document_from_line(&record)
             .map_err(|reason| bad_line(DOCUMENTS_FILE, number, &reason))?;
         let key = document_key(&document.path);
+        if !duplicates.admit(&key, &mut batch) {
+            return Err(bad_line(
+                DOCUMENTS_FILE,
+                number,
+                &format!("{} appears more than once", document.path),
+            ));
+        }
         let stored = document.encode_for_store();
         // The document keeps its version (its ETag stays valid); exports without one get
         // the commit's, and so do the index entries that hold a copy of it.
@@ -469,6 +477,7 @@ pub fn import_from_dir(store: &dyn Store, dir: &Path) -> Result<Counts, ExportEr
         in_batch += 1;
         if in_batch == IMPORT_BATCH {
             in_flight.submit(store, std::mem::take(&mut batch))?;
+            duplicates.batch_submitted();
             in_batch = 0;
         }
         Ok(())
@@ -545,11 +554,53 @@ impl InFlight {
         match receiver.blocking_recv() {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(CommitError::Store(err))) => Err(ExportError::Store(err)),
-            Ok(Err(CommitError::Conflict)) => Err(ExportError::Io(
-                "a concurrent write conflicted with the import".into(),
-            )),
+            // Nothing else writes during an offline import: the only checks are those of
+            // `DuplicatePaths`.
+            Ok(Err(CommitError::Conflict)) => Err(ExportError::Invalid(format!(
+                "{DOCUMENTS_FILE} holds a document path more than once"
+            ))),
             Err(_) => Err(ExportError::Store(StoreError::Closed)),
         }
+    }
+}
+
+/// Catches a document path that appears twice in `documents.jsonl`: the second copy would
+/// replace the document but leave the index entries of the first behind, and a covering entry
+/// would then answer queries with the stale copy.
+///
+/// An export lists documents in key order, so as long as each key is above the one before, no
+/// key can repeat and nothing is checked. From the first key out of order on (a hand-made
+/// file), each document is put only if absent (a check the writer runs against the batches
+/// before). The keys of the current batch are remembered either way: its own puts are not
+/// applied yet when its checks run.
+#[derive(Default)]
+struct DuplicatePaths {
+    previous: Option<Vec<u8>>,
+    out_of_order: bool,
+    in_batch: std::collections::HashSet<Vec<u8>>,
+}
+
+impl DuplicatePaths {
+    /// False when `key` repeats a key of the current batch; otherwise adds what the batch must
+    /// check.
+    fn admit(&mut self, key: &[u8], batch: &mut WriteSet) -> bool {
+        if !self.out_of_order && self.previous.as_deref().is_some_and(|p| key <= p) {
+            self.out_of_order = true;
+        }
+        self.previous = Some(key.to_vec());
+        // Every key of the batch, in order or not: the first key out of order may repeat one
+        // the batch took while the file was still in order.
+        if !self.in_batch.insert(key.to_vec()) {
+            return false;
+        }
+        if self.out_of_order {
+            batch.check(Space::Documents, key.to_vec(), Expect::Absent);
+        }
+        true
+    }
+
+    fn batch_submitted(&mut self) {
+        self.in_batch.clear();
     }
 }
 

@@ -432,3 +432,91 @@ async fn an_index_without_covering_entries_keeps_answering() {
         fields(&server.query(query).await.body["documents"])
     );
 }
+
+/// A hand-edited `documents.jsonl` that lists a document twice is refused, whether the copies
+/// sit next to each other or thousands of lines apart: importing both would leave the first
+/// copy's index entries behind, and queries would answer with them. A file out of key order
+/// without repeats imports as well as an export does.
+#[tokio::test]
+async fn an_import_refuses_a_document_listed_twice() {
+    let temp = tempfile::tempdir().unwrap();
+    let server = TestServer::start().await;
+    // More documents than one import batch (2,000), so a late repeat meets an earlier batch.
+    for chunk in 0..5 {
+        let writes: Vec<Json> = (0..500)
+            .map(|i| {
+                let n = chunk * 500 + i;
+                json!({"op": "set", "path": format!("items/i{n:05}"), "data": {"n": n, "tag": "old"}})
+            })
+            .collect();
+        let response = server.batch(json!({ "writes": writes })).await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    }
+    let exported = temp.path().join("export");
+    export_url(&server, &exported).await;
+    let documents = std::fs::read_to_string(exported.join("documents.jsonl")).unwrap();
+    let manifest = std::fs::read_to_string(exported.join("manifest.json")).unwrap();
+    let lines: Vec<&str> = documents.lines().collect();
+    assert_eq!(lines.len(), 2_500);
+
+    // Variant files, each with the manifest count it needs.
+    let changed_copy = lines[3].replace(r#""tag":"old""#, r#""tag":"new""#);
+    assert_ne!(changed_copy, lines[3]);
+    let next_to_it = [&lines[..4], &[changed_copy.as_str()], &lines[4..]].concat();
+    let far_apart = [&lines[..], &[changed_copy.as_str()]].concat();
+    let mut reversed = lines.clone();
+    reversed.reverse();
+    let variant = |name: &str, lines: &[&str]| {
+        let dir = temp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in std::fs::read_dir(&exported).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+        std::fs::write(dir.join("documents.jsonl"), lines.join("\n") + "\n").unwrap();
+        let count = format!(r#""documents":{}"#, lines.len());
+        std::fs::write(
+            dir.join("manifest.json"),
+            manifest.replace(r#""documents":2500"#, &count),
+        )
+        .unwrap();
+        dir
+    };
+
+    for (name, file) in [("next_to_it", &next_to_it), ("far_apart", &far_apart)] {
+        let dir = variant(name, file);
+        let data_dir = temp.path().join(format!("{name}_data"));
+        let output = run_hearth(
+            &[
+                "import",
+                dir.to_str().unwrap(),
+                "--data-dir",
+                data_dir.to_str().unwrap(),
+            ],
+            &[],
+        )
+        .await;
+        assert!(!output.status.success(), "{name}: {}", text(&output));
+        assert!(
+            text(&output).contains("more than once"),
+            "{name}: {}",
+            text(&output)
+        );
+    }
+
+    let dir = variant("reversed", &reversed);
+    let data_dir = temp.path().join("reversed_data");
+    import(&dir, &data_dir).await;
+    let imported = TestServer::start_in(&data_dir, vec![]).await;
+    let query = json!({"from": "items", "where": ["n", ">=", 2_490], "orderBy": [["n", "asc"]]});
+    assert_eq!(
+        imported.query(query.clone()).await.body["documents"],
+        server.query(query).await.body["documents"]
+    );
+    let count = imported
+        .query(
+            json!({"from": "items", "where": ["tag", "==", "old"], "aggregate": {"count": true}}),
+        )
+        .await;
+    assert_eq!(count.body["aggregates"]["count"], 2_500);
+}
