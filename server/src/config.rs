@@ -33,6 +33,9 @@ pub struct Settings {
     pub hooks: HookSettings,
 }
 
+/// The largest write-ahead log allowed between checkpoints (`store.checkpoint_log_bytes`).
+pub const MAX_CHECKPOINT_LOG_BYTES: u64 = 1 << 30;
+
 /// Every limit the server enforces, in one place (documented in README.md).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -408,6 +411,12 @@ impl Settings {
                 "store: group_commit_max_writes, commit_queue_capacity, checkpoint_interval_ms and checkpoint_log_bytes must be positive".into(),
             ));
         }
+        // Start-up reads the whole log into memory to replay it.
+        if self.store.checkpoint_log_bytes > MAX_CHECKPOINT_LOG_BYTES {
+            return Err(ConfigError::Invalid(format!(
+                "store: checkpoint_log_bytes is at most {MAX_CHECKPOINT_LOG_BYTES} (1 GiB)"
+            )));
+        }
         let auth = &self.auth;
         // OWASP's argon2id minimums: 19 MiB with t=2, or more memory with fewer passes.
         if auth.argon2_memory_kib < 19_456
@@ -616,6 +625,11 @@ mod tests {
         assert!(Settings::load(
             &Overrides::default(),
             env("HEARTH_STORE__CHECKPOINT_LOG_BYTES", "0")
+        )
+        .is_err());
+        assert!(Settings::load(
+            &Overrides::default(),
+            env("HEARTH_STORE__CHECKPOINT_LOG_BYTES", "1073741825")
         )
         .is_err());
     }

@@ -299,6 +299,13 @@ impl From<StoreError> for ApiError {
                 ApiError::new(ErrorCode::Unavailable, "the server is shutting down")
             }
             StoreError::Engine(_) => ApiError::internal(&err),
+            StoreError::Stopped(_) => {
+                tracing::error!(error = %err, "a write was refused");
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the store stopped taking writes after an error; the server needs a restart",
+                )
+            }
         }
     }
 }
@@ -333,5 +340,13 @@ mod tests {
                 ("token_reused", 401),
             ]
         );
+    }
+
+    #[test]
+    fn a_stopped_store_answers_unavailable_and_a_broken_one_internal() {
+        let stopped: ApiError = StoreError::Stopped("EIO".into()).into();
+        assert_eq!(stopped.code, ErrorCode::Unavailable);
+        let broken: ApiError = StoreError::Engine("EIO".into()).into();
+        assert_eq!(broken.code, ErrorCode::Internal);
     }
 }

@@ -14,6 +14,12 @@ pub async fn healthz() -> HttpResponse {
 }
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if let Some(failure) = state.store.failure() {
+        // Reads still work, but a load balancer should send writers elsewhere and an operator
+        // should restart the server (the log is replayed on start).
+        return HttpResponse::ServiceUnavailable()
+            .json(json!({"error": {"code": "unavailable", "message": failure.to_string()}}));
+    }
     if state.ready.load(Ordering::Relaxed) {
         HttpResponse::Ok().json(json!({"status": "ready"}))
     } else {

@@ -228,6 +228,10 @@ pub enum StoreError {
     Engine(String),
     #[error("the store is shut down")]
     Closed,
+    /// The writer stopped after a failure that leaves the log unsure (a failed sync, a failed
+    /// checkpoint): reads go on, writes fail until a restart replays the log.
+    #[error("the store stopped taking writes after an error ({0}); a restart recovers")]
+    Stopped(String),
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -261,6 +265,10 @@ pub trait Store: Send + Sync + 'static {
     fn committed(&self) -> watch::Receiver<u64>;
     /// Bytes on disk, for `/metrics`.
     fn size_bytes(&self) -> u64;
+    /// Why the store stopped taking writes, if it did (`/readyz` reports it).
+    fn failure(&self) -> Option<StoreError> {
+        None
+    }
     /// Finishes queued commits and stops the writer. Later submits fail with `Closed`.
     fn close(&self);
 }

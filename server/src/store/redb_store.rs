@@ -17,7 +17,7 @@
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -133,6 +133,7 @@ pub struct RedbStore {
     committed: watch::Receiver<u64>,
     file: std::path::PathBuf,
     wal_file: std::path::PathBuf,
+    failure: Arc<OnceLock<StoreError>>,
 }
 
 impl RedbStore {
@@ -172,14 +173,15 @@ impl RedbStore {
             txn.commit().map_err(engine)?;
             next
         };
-        let (wal, records) = Wal::open(&data_dir.join(WAL_FILE))?;
+        let (mut wal, records) = Wal::open(&data_dir.join(WAL_FILE))?;
         let next_version = replay(&db, next_version, records)?;
-        let mut wal = wal;
         wal.clear()?;
+        let failure = Arc::new(OnceLock::new());
         let (committed_tx, committed) = watch::channel(next_version - 1);
         let (sender, receiver) = mpsc::sync_channel(limits.queue_capacity);
         let writer = {
             let db = db.clone();
+            let failure = failure.clone();
             std::thread::Builder::new()
                 .name("hearth-commit".into())
                 .spawn(move || {
@@ -191,9 +193,9 @@ impl RedbStore {
                         committed: committed_tx,
                         metrics,
                         wal,
-                        record: RecordBuilder::default(),
+                        record_builder: RecordBuilder::default(),
                         last_checkpoint: Instant::now(),
-                        failed: None,
+                        failure,
                     }
                     .run()
                 })
@@ -206,9 +208,13 @@ impl RedbStore {
             committed,
             file,
             wal_file: data_dir.join(WAL_FILE),
+            failure,
         })
     }
 }
+
+/// How long the writer sleeps when it has nothing to do, not even a checkpoint.
+const IDLE_WAKE_UP: Duration = Duration::from_secs(60);
 
 /// The write-ahead log, next to the redb file.
 const WAL_FILE: &str = "hearth.wal";
@@ -323,6 +329,10 @@ impl Store for RedbStore {
             .into_iter()
             .map(|file| std::fs::metadata(file).map(|m| m.len()).unwrap_or(0))
             .sum()
+    }
+
+    fn failure(&self) -> Option<StoreError> {
+        self.failure.get().cloned()
     }
 
     fn close(&self) {
@@ -463,17 +473,23 @@ struct Writer {
     metrics: Arc<Metrics>,
     wal: Wal,
     /// The log record of the group being applied (its buffer is reused).
-    record: RecordBuilder,
+    record_builder: RecordBuilder,
     last_checkpoint: Instant,
     /// Set when the log or the store can no longer be trusted to hold what was acknowledged:
-    /// every later commit fails with it (a restart replays the log).
-    failed: Option<StoreError>,
+    /// every later commit fails with it, and `/readyz` reports it (a restart replays the log).
+    failure: Arc<OnceLock<StoreError>>,
 }
 
 impl Writer {
     fn run(mut self) {
         loop {
-            let first = match self.receiver.recv_timeout(self.limits.checkpoint_interval) {
+            // With an empty log there is nothing to checkpoint: no need to wake up often.
+            let timeout = if self.wal.bytes() > 0 {
+                self.limits.checkpoint_interval
+            } else {
+                IDLE_WAKE_UP
+            };
+            let first = match self.receiver.recv_timeout(timeout) {
                 Ok(pending) => pending,
                 Err(RecvTimeoutError::Timeout) => {
                     // Idle: make the B-tree durable so a restart has nothing to replay.
@@ -509,25 +525,29 @@ impl Writer {
     /// still holds every acknowledged commit) and stops the writer: redb refuses further
     /// writes after a failed commit, and a restart replays.
     fn checkpoint_if(&mut self, due: bool) {
-        if !due || self.failed.is_some() {
+        if !due || self.failure.get().is_some() {
             return;
         }
         let started = Instant::now();
-        let outcome = self.sync_store().and_then(|()| self.wal.clear());
+        let outcome = self.sync_btree().and_then(|()| self.wal.clear());
         match outcome {
             Ok(()) => {
                 self.last_checkpoint = Instant::now();
                 self.metrics.record_checkpoint(started.elapsed());
             }
-            Err(err) => {
-                tracing::error!(error = %err, "checkpoint failed; writes stop until a restart");
-                self.failed = Some(err);
-            }
+            Err(err) => self.stop(&err, "checkpoint failed"),
         }
     }
 
+    /// Stops all later writes: the log or the store can no longer be trusted to hold what the
+    /// next commits would acknowledge.
+    fn stop(&self, err: &StoreError, what: &str) {
+        tracing::error!(error = %err, "{what}; writes stop until a restart replays the log");
+        let _ = self.failure.set(StoreError::Stopped(err.to_string()));
+    }
+
     /// An empty synced commit: it writes out every page the unsynced commits left in memory.
-    fn sync_store(&self) -> Result<(), StoreError> {
+    fn sync_btree(&self) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write().map_err(engine)?;
         txn.set_durability(Durability::Immediate).map_err(engine)?;
         txn.commit().map_err(engine)
@@ -536,7 +556,7 @@ impl Writer {
     fn commit_group(&mut self, mut group: Vec<Pending>) {
         let started = Instant::now();
         let first_version = self.next_version;
-        let outcome = match &self.failed {
+        let outcome = match self.failure.get() {
             Some(err) => Err(err.clone()),
             None => self.apply_group(&mut group),
         };
@@ -573,7 +593,7 @@ impl Writer {
         // The log record makes the group durable; the B-tree is synced at checkpoints.
         txn.set_durability(Durability::None).map_err(engine)?;
         let first_version = self.next_version;
-        self.record.start(first_version);
+        self.record_builder.start(first_version);
         let mut results = Vec::with_capacity(group.len());
         {
             let mut table = txn.open_table(DATA).map_err(engine)?;
@@ -620,30 +640,52 @@ impl Writer {
             table
                 .insert(key.as_slice(), next.as_slice())
                 .map_err(engine)?;
-            self.record.put(&key, &next);
+            self.record_builder.put(&key, &next);
         }
-        let framed = self.record.finish(self.next_version)?;
+        let framed = self.record_builder.finish(self.next_version)?;
         let framed_len = framed.len();
         match self.wal.append(framed) {
             Ok(()) => {}
             // Dropping the transaction aborts it: the group failed as a whole.
             Err(WalAppendError::NotWritten(err)) => return Err(err),
             Err(WalAppendError::Unusable(err)) => {
-                self.failed = Some(err.clone());
+                self.stop(&err, "the write-ahead log failed");
                 return Err(err);
             }
         }
         if let Err(err) = txn.commit() {
             let err = engine(err);
-            // The group is in the log but not in the store: take it out of the log, or a
-            // restart would replay a commit its clients were told failed.
-            if let Err(undo) = self.wal.undo_last_append(framed_len) {
-                tracing::error!(error = %undo, "could not take a failed commit out of the log");
+            self.stop(
+                &err,
+                "a group commit failed after its log record was synced",
+            );
+            // redb leaves a failed commit undetermined (applied in full or not at all, perhaps
+            // already visible), so ask a reader. A visible group is live, and its log record
+            // keeps it durable: its clients get their versions. An invisible one leaves the
+            // log, or a restart would replay what its clients were told failed. When even that
+            // is unknown the record stays: the clients see an error, as after a timeout.
+            match self.visible_next_version() {
+                Some(visible) if visible == self.next_version => return Ok(results),
+                Some(_) => {
+                    if let Err(undo) = self.wal.undo_last_append(framed_len) {
+                        tracing::error!(error = %undo, "could not take a failed commit out of the log");
+                    }
+                }
+                None => {}
             }
-            self.failed = Some(err.clone());
             return Err(err);
         }
         Ok(results)
+    }
+
+    /// The next version as a new reader sees it; `None` when the store cannot say.
+    fn visible_next_version(&self) -> Option<u64> {
+        let txn = self.db.begin_read().ok()?;
+        let table = txn.open_table(DATA).ok()?;
+        let stored = table
+            .get(physical(Space::Meta, NEXT_VERSION_KEY).as_slice())
+            .ok()??;
+        stored.value().try_into().ok().map(u64::from_be_bytes)
     }
 
     /// Runs one write set's checks and, if they pass, applies it under the next version.
@@ -692,18 +734,18 @@ impl Writer {
                         table
                             .insert(key.as_slice(), stamped.as_slice())
                             .map_err(engine)?;
-                        self.record.put(&key, &stamped);
+                        self.record_builder.put(&key, &stamped);
                     } else {
                         table
                             .insert(key.as_slice(), value.as_slice())
                             .map_err(engine)?;
-                        self.record.put(&key, value);
+                        self.record_builder.put(&key, value);
                     }
                 }
                 WriteOp::Delete { space, key } => {
                     let key = physical(*space, key);
                     table.remove(key.as_slice()).map_err(engine)?;
-                    self.record.delete(&key);
+                    self.record_builder.delete(&key);
                 }
                 WriteOp::PutAtVersion {
                     space,
@@ -718,7 +760,7 @@ impl Writer {
                     table
                         .insert(key.as_slice(), value.as_slice())
                         .map_err(engine)?;
-                    self.record.put(&key, value);
+                    self.record_builder.put(&key, value);
                 }
             }
         }
@@ -727,7 +769,7 @@ impl Writer {
             table
                 .insert(key.as_slice(), change.as_slice())
                 .map_err(engine)?;
-            self.record.put(&key, change);
+            self.record_builder.put(&key, change);
         }
         Ok(Ok(version))
     }
@@ -806,6 +848,52 @@ mod tests {
             None,
             "nothing of a refused log is applied"
         );
+    }
+
+    #[tokio::test]
+    async fn a_stopped_writer_refuses_writes_but_keeps_its_log_and_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = GroupCommitLimits {
+            checkpoint_interval: Duration::from_secs(3_600),
+            ..GroupCommitLimits::default()
+        };
+        let store = RedbStore::open(dir.path(), limits, Arc::default()).unwrap();
+        let mut write_set = WriteSet::default();
+        write_set.put(Space::Documents, b"a".to_vec(), b"1".to_vec());
+        super::super::commit(&store, write_set).await.unwrap();
+        assert!(store.failure().is_none());
+        // What `Writer::stop` records after a failed log sync or checkpoint.
+        let _ = store
+            .failure
+            .set(StoreError::Stopped("the disk said EIO".into()));
+        let mut write_set = WriteSet::default();
+        write_set.put(Space::Documents, b"b".to_vec(), b"2".to_vec());
+        let refused = super::super::commit(&store, write_set).await;
+        assert!(matches!(
+            refused,
+            Err(CommitError::Store(StoreError::Stopped(_)))
+        ));
+        assert!(matches!(store.failure(), Some(StoreError::Stopped(_))));
+        let read = store.read().unwrap();
+        assert_eq!(
+            read.get_many(Space::Documents, &[b"a".to_vec(), b"b".to_vec()])
+                .unwrap(),
+            [Some(b"1".to_vec()), None]
+        );
+        drop(read);
+        // No checkpoint after a failure: the log keeps what the store may not hold.
+        store.close();
+        assert!(std::fs::metadata(dir.path().join(WAL_FILE)).unwrap().len() > 0);
+        drop(store);
+        let store =
+            RedbStore::open(dir.path(), GroupCommitLimits::default(), Arc::default()).unwrap();
+        let read = store.read().unwrap();
+        assert_eq!(
+            read.get_many(Space::Documents, &[b"a".to_vec()]).unwrap(),
+            [Some(b"1".to_vec())]
+        );
+        drop(read);
+        store.close();
     }
 
     #[tokio::test]
