@@ -925,4 +925,72 @@ mod tests {
         assert_eq!(next, version + 1, "versions continue after a reopen");
         store.close();
     }
+
+    /// The files as `kill -9` leaves them (what the page cache holds, copied while the store
+    /// runs): opening the copy replays the log up to the last acknowledged version.
+    #[tokio::test]
+    async fn a_copy_taken_while_running_opens_with_every_acknowledged_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let copy = tempfile::tempdir().unwrap();
+        let limits = GroupCommitLimits {
+            checkpoint_interval: Duration::from_secs(3_600),
+            ..GroupCommitLimits::default()
+        };
+        let store = RedbStore::open(dir.path(), limits, Arc::default()).unwrap();
+        let mut last = 0;
+        for i in 0..200u32 {
+            let mut write_set = WriteSet::default();
+            write_set.put(
+                Space::Documents,
+                format!("k{i}").into_bytes(),
+                vec![7; 3_000],
+            );
+            last = super::super::commit(&store, write_set).await.unwrap();
+        }
+        for file in ["hearth.redb", WAL_FILE] {
+            std::fs::copy(dir.path().join(file), copy.path().join(file)).unwrap();
+        }
+        let reopened = RedbStore::open(copy.path(), limits, Arc::default()).unwrap();
+        assert_eq!(*reopened.committed().borrow(), last);
+        let read = reopened.read().unwrap();
+        let keys: Vec<Vec<u8>> = (0..200u32).map(|i| format!("k{i}").into_bytes()).collect();
+        let values = read.get_many(Space::Documents, &keys).unwrap();
+        assert!(values.iter().all(Option::is_some));
+        drop(read);
+        reopened.close();
+        store.close();
+    }
+
+    /// What the log relies on in redb: unsynced commits are not in the file's durable state,
+    /// and an empty synced commit makes every one before it durable.
+    #[test]
+    fn redb_keeps_unsynced_commits_out_of_the_file_until_a_synced_one() {
+        for sync in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let db = Database::create(dir.path().join("x.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(DATA).unwrap();
+            txn.commit().unwrap();
+            for i in 0..50u32 {
+                let mut txn = db.begin_write().unwrap();
+                txn.set_durability(Durability::None).unwrap();
+                txn.open_table(DATA)
+                    .unwrap()
+                    .insert(format!("k{i}").as_bytes(), &[1u8; 5_000][..])
+                    .unwrap();
+                txn.commit().unwrap();
+            }
+            if sync {
+                let mut txn = db.begin_write().unwrap();
+                txn.set_durability(Durability::Immediate).unwrap();
+                txn.commit().unwrap();
+            }
+            std::fs::copy(dir.path().join("x.redb"), dir.path().join("y.redb")).unwrap();
+            let copy = Database::create(dir.path().join("y.redb")).unwrap();
+            let found = (0..50u32)
+                .filter(|i| stored(&copy, format!("k{i}").as_bytes()).is_some())
+                .count();
+            assert_eq!(found, if sync { 50 } else { 0 }, "synced: {sync}");
+        }
+    }
 }
