@@ -69,6 +69,9 @@ impl TestServer {
             _temp: None,
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(64)
+                // Below the server's keep-alive (actix's 5 s): a connection idle longer may be
+                // closing on the server's side just as the client reuses it.
+                .pool_idle_timeout(Duration::from_secs(2))
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("http client"),
