@@ -56,7 +56,12 @@ async fn export_url(server: &TestServer, dir: &Path) {
 
 /// `hearth import` of an export folder into a new data dir, which must succeed.
 async fn import(exported: &Path, data_dir: &Path) {
-    let output = run_hearth(
+    let output = run_import(exported, data_dir).await;
+    assert!(output.status.success(), "{}", text(&output));
+}
+
+async fn run_import(exported: &Path, data_dir: &Path) -> std::process::Output {
+    run_hearth(
         &[
             "import",
             exported.to_str().unwrap(),
@@ -65,8 +70,7 @@ async fn import(exported: &Path, data_dir: &Path) {
         ],
         &[],
     )
-    .await;
-    assert!(output.status.success(), "{}", text(&output));
+    .await
 }
 
 async fn admin_get(server: &TestServer, path: &str) -> Json {
@@ -485,17 +489,7 @@ async fn an_import_refuses_a_document_listed_twice() {
 
     for (name, file) in [("next_to_it", &next_to_it), ("far_apart", &far_apart)] {
         let dir = variant(name, file);
-        let data_dir = temp.path().join(format!("{name}_data"));
-        let output = run_hearth(
-            &[
-                "import",
-                dir.to_str().unwrap(),
-                "--data-dir",
-                data_dir.to_str().unwrap(),
-            ],
-            &[],
-        )
-        .await;
+        let output = run_import(&dir, &temp.path().join(format!("{name}_data"))).await;
         assert!(!output.status.success(), "{name}: {}", text(&output));
         assert!(
             text(&output).contains("more than once"),

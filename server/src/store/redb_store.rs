@@ -795,6 +795,26 @@ mod tests {
         }
     }
 
+    /// Checkpoints only when the test closes the store.
+    fn without_timed_checkpoints() -> GroupCommitLimits {
+        GroupCommitLimits {
+            checkpoint_interval: Duration::from_secs(3_600),
+            ..GroupCommitLimits::default()
+        }
+    }
+
+    async fn put_document(store: &RedbStore, key: &[u8], value: &[u8]) -> Result<u64, CommitError> {
+        let mut write_set = WriteSet::default();
+        write_set.put(Space::Documents, key.to_vec(), value.to_vec());
+        super::super::commit(store, write_set).await
+    }
+
+    fn read_document(store: &RedbStore, key: &[u8]) -> Option<Vec<u8>> {
+        let read = store.read().unwrap();
+        let mut values = read.get_many(Space::Documents, &[key.to_vec()]).unwrap();
+        values.pop().flatten()
+    }
+
     fn stored(db: &Database, key: &[u8]) -> Option<Vec<u8>> {
         let txn = db.begin_read().unwrap();
         match txn.open_table(DATA) {
@@ -853,75 +873,46 @@ mod tests {
     #[tokio::test]
     async fn a_stopped_writer_refuses_writes_but_keeps_its_log_and_reads() {
         let dir = tempfile::tempdir().unwrap();
-        let limits = GroupCommitLimits {
-            checkpoint_interval: Duration::from_secs(3_600),
-            ..GroupCommitLimits::default()
-        };
+        let limits = without_timed_checkpoints();
         let store = RedbStore::open(dir.path(), limits, Arc::default()).unwrap();
-        let mut write_set = WriteSet::default();
-        write_set.put(Space::Documents, b"a".to_vec(), b"1".to_vec());
-        super::super::commit(&store, write_set).await.unwrap();
+        put_document(&store, b"a", b"1").await.unwrap();
         assert!(store.failure().is_none());
         // What `Writer::stop` records after a failed log sync or checkpoint.
         let _ = store
             .failure
             .set(StoreError::Stopped("the disk said EIO".into()));
-        let mut write_set = WriteSet::default();
-        write_set.put(Space::Documents, b"b".to_vec(), b"2".to_vec());
-        let refused = super::super::commit(&store, write_set).await;
+        let refused = put_document(&store, b"b", b"2").await;
         assert!(matches!(
             refused,
             Err(CommitError::Store(StoreError::Stopped(_)))
         ));
         assert!(matches!(store.failure(), Some(StoreError::Stopped(_))));
-        let read = store.read().unwrap();
-        assert_eq!(
-            read.get_many(Space::Documents, &[b"a".to_vec(), b"b".to_vec()])
-                .unwrap(),
-            [Some(b"1".to_vec()), None]
-        );
-        drop(read);
+        assert_eq!(read_document(&store, b"a").as_deref(), Some(&b"1"[..]));
+        assert_eq!(read_document(&store, b"b"), None);
         // No checkpoint after a failure: the log keeps what the store may not hold.
         store.close();
         assert!(std::fs::metadata(dir.path().join(WAL_FILE)).unwrap().len() > 0);
         drop(store);
         let store =
             RedbStore::open(dir.path(), GroupCommitLimits::default(), Arc::default()).unwrap();
-        let read = store.read().unwrap();
-        assert_eq!(
-            read.get_many(Space::Documents, &[b"a".to_vec()]).unwrap(),
-            [Some(b"1".to_vec())]
-        );
-        drop(read);
+        assert_eq!(read_document(&store, b"a").as_deref(), Some(&b"1"[..]));
         store.close();
     }
 
     #[tokio::test]
     async fn commits_are_in_the_log_until_a_checkpoint_and_a_close_empties_it() {
         let dir = tempfile::tempdir().unwrap();
-        let limits = GroupCommitLimits {
-            checkpoint_interval: Duration::from_secs(3_600),
-            ..GroupCommitLimits::default()
-        };
+        let limits = without_timed_checkpoints();
         let store = RedbStore::open(dir.path(), limits, Arc::default()).unwrap();
-        let mut write_set = WriteSet::default();
-        write_set.put(Space::Documents, b"a".to_vec(), b"1".to_vec());
-        let version = super::super::commit(&store, write_set).await.unwrap();
+        let version = put_document(&store, b"a", b"1").await.unwrap();
         let wal = dir.path().join(WAL_FILE);
         assert!(std::fs::metadata(&wal).unwrap().len() > 0);
-        let read = store.read().unwrap();
-        assert_eq!(
-            read.get_many(Space::Documents, &[b"a".to_vec()]).unwrap(),
-            [Some(b"1".to_vec())]
-        );
-        drop(read);
+        assert_eq!(read_document(&store, b"a").as_deref(), Some(&b"1"[..]));
         store.close();
         assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
         drop(store);
         let store = RedbStore::open(dir.path(), limits, Arc::default()).unwrap();
-        let mut write_set = WriteSet::default();
-        write_set.put(Space::Documents, b"b".to_vec(), b"2".to_vec());
-        let next = super::super::commit(&store, write_set).await.unwrap();
+        let next = put_document(&store, b"b", b"2").await.unwrap();
         assert_eq!(next, version + 1, "versions continue after a reopen");
         store.close();
     }
@@ -932,20 +923,13 @@ mod tests {
     async fn a_copy_taken_while_running_opens_with_every_acknowledged_commit() {
         let dir = tempfile::tempdir().unwrap();
         let copy = tempfile::tempdir().unwrap();
-        let limits = GroupCommitLimits {
-            checkpoint_interval: Duration::from_secs(3_600),
-            ..GroupCommitLimits::default()
-        };
+        let limits = without_timed_checkpoints();
         let store = RedbStore::open(dir.path(), limits, Arc::default()).unwrap();
         let mut last = 0;
         for i in 0..200u32 {
-            let mut write_set = WriteSet::default();
-            write_set.put(
-                Space::Documents,
-                format!("k{i}").into_bytes(),
-                vec![7; 3_000],
-            );
-            last = super::super::commit(&store, write_set).await.unwrap();
+            last = put_document(&store, format!("k{i}").as_bytes(), &[7; 3_000])
+                .await
+                .unwrap();
         }
         for file in ["hearth.redb", WAL_FILE] {
             std::fs::copy(dir.path().join(file), copy.path().join(file)).unwrap();
