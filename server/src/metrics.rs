@@ -84,7 +84,8 @@ struct RouteStats {
 
 /// Everything `/metrics` reports.
 pub struct Metrics {
-    routes: Mutex<BTreeMap<(String, String), RouteStats>>,
+    /// Route pattern → method → counts; nested so a request finds its entry without allocating.
+    routes: Mutex<BTreeMap<String, BTreeMap<String, RouteStats>>>,
     commit_group_size: Histogram,
     commit_latency: Histogram,
     commit_conflicts: AtomicU64,
@@ -111,9 +112,21 @@ impl Metrics {
         let Ok(mut routes) = self.routes.lock() else {
             return;
         };
-        let stats = routes
-            .entry((route.to_string(), method.to_string()))
-            .or_default();
+        if !routes
+            .get(route)
+            .is_some_and(|by_method| by_method.contains_key(method))
+        {
+            routes
+                .entry(route.to_string())
+                .or_default()
+                .insert(method.to_string(), RouteStats::default());
+        }
+        let Some(stats) = routes
+            .get_mut(route)
+            .and_then(|by_method| by_method.get_mut(method))
+        else {
+            return;
+        };
         *stats.by_status.entry(status).or_default() += 1;
         stats
             .latency
@@ -143,8 +156,10 @@ impl Metrics {
         out.push_str("# TYPE hearth_http_requests_total counter\n");
         let routes = self.routes.lock().map(|r| {
             r.iter()
-                .map(|((route, method), stats)| {
-                    (route.clone(), method.clone(), stats.by_status.clone())
+                .flat_map(|(route, by_method)| {
+                    by_method.iter().map(move |(method, stats)| {
+                        (route.clone(), method.clone(), stats.by_status.clone())
+                    })
                 })
                 .collect::<Vec<_>>()
         });
@@ -161,7 +176,12 @@ impl Metrics {
         );
         out.push_str("# TYPE hearth_http_request_duration_seconds histogram\n");
         if let Ok(routes) = self.routes.lock() {
-            for ((route, method), stats) in routes.iter() {
+            let all = routes.iter().flat_map(|(route, by_method)| {
+                by_method
+                    .iter()
+                    .map(move |(method, stats)| (route, method, stats))
+            });
+            for (route, method, stats) in all {
                 if let Some(latency) = &stats.latency {
                     let labels = format!("route=\"{route}\",method=\"{method}\"");
                     latency.render(&mut out, "hearth_http_request_duration_seconds", &labels);

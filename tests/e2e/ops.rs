@@ -23,6 +23,9 @@ async fn health_readiness_and_metrics_answer() {
     );
     server.put_doc("posts/p", json!({"a": 1})).await;
     server.get_doc("posts/p").await;
+    server
+        .send(server.anonymous(Method::GET, "/no/such/route"))
+        .await;
     let metrics = server.send(server.anonymous(Method::GET, "/metrics")).await;
     assert_eq!(metrics.status, StatusCode::OK);
     let lines: Vec<&str> = metrics.text.lines().collect();
@@ -31,7 +34,14 @@ async fn health_readiness_and_metrics_answer() {
     assert!(has(
         "hearth_http_request_duration_seconds_bucket{route=\"/v1/docs/{path:.*}\",method=\"GET\""
     ));
+    assert!(has(
+        "hearth_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 1"
+    ));
+    assert!(has(
+        "hearth_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1"
+    ));
     assert!(has("hearth_commit_group_size_count"));
+    assert!(has("hearth_checkpoint_duration_seconds_count"));
     assert!(lines
         .iter()
         .any(|l| l.starts_with("hearth_store_size_bytes ") && !l.ends_with(" 0")));
