@@ -231,14 +231,8 @@ async fn export_while_writing_then_import_gives_the_same_database() {
         admin_get(&server, "/v1/admin/indexes").await
     );
     let query = json!({"from": "posts", "where": ["owner", "==", "u3"], "orderBy": [["n", "desc"]], "limit": 5});
-    let plan = imported
-        .send(
-            imported
-                .admin(Method::POST, "/v1/query/explain")
-                .json(&query),
-        )
-        .await;
-    assert_eq!(plan.body["plan"]["scan"], "compositeIndex");
+    let plan = explain(&imported, &query).await;
+    assert_eq!(plan["plan"]["scan"], "compositeIndex");
     // The same answer, versions included.
     assert_eq!(
         imported.query(query.clone()).await.body["documents"],

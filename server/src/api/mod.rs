@@ -186,7 +186,6 @@ pub async fn no_route(
     ))
 }
 
-/// Records every request's route, status and latency into the metrics.
 /// The one resource serving every document path.
 const DOCS_ROUTE: &str = "/v1/docs/{path:.*}";
 
@@ -203,6 +202,7 @@ fn route_label(request: &actix_web::HttpRequest) -> std::borrow::Cow<'static, st
     )
 }
 
+/// Records every request's route, status and latency into the metrics.
 pub fn record_metrics<S, B>(
     metrics: Arc<Metrics>,
 ) -> impl Fn(
